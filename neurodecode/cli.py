@@ -16,7 +16,7 @@ def _format_shape(shape) -> str:
     return "(" + ", ".join("ragged" if s is None else str(s) for s in shape) + ")"
 
 
-def datasets_table(load: bool = True, names=None, stream=sys.stdout) -> list[dict]:
+def datasets_table(load: bool = True, names=None, stream=None) -> list[dict]:
     """Print one row per dataset card: files present and verified, and what its loader reports.
 
     Returns the rows as dictionaries (also written with ``--json``).
@@ -25,6 +25,7 @@ def datasets_table(load: bool = True, names=None, stream=sys.stdout) -> list[dic
     from .data.errors import NeurodecodeDataError
     from .data.registry import SUMMARIES
 
+    stream = stream or sys.stdout
     rows = []
     cards = [c for c in list_cards() if names is None or c.name in names]
     unknown = set(names or ()) - {c.name for c in cards}

@@ -4,7 +4,9 @@ Real-data tests read ``$NEURODECODE_DATA``. When it is missing they skip on a de
 machine, but fail under CI (``CI=true``): a green CI must mean the real data were used.
 """
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,47 @@ def _require(path: Path, what: str) -> None:
     pytest.skip(message)
 
 
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+def _is_local(address) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if host in ("localhost", "", None) or isinstance(host, bytes) or str(host).startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_and_private(tmp_path_factory):
+    """The whole suite runs as a user without internet would, with its own checksum cache.
+
+    Connections beyond loopback raise (the notebook kernel talks over loopback), downloads are
+    not opted in, and the checksum cache is a fresh folder rather than the user's.
+    """
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
+            raise NetworkBlocked(f"network access attempted: {address}")
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_local((host,)):
+            raise NetworkBlocked(f"name lookup attempted: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", connect)
+        patch.setattr(socket, "getaddrinfo", getaddrinfo)
+        patch.setenv("NEURODECODE_CACHE", str(tmp_path_factory.mktemp("checksum-cache")))
+        patch.delenv("NEURODECODE_ALLOW_DOWNLOAD", raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real-data folder; fails under CI, skips elsewhere, when it is absent."""
@@ -38,7 +81,7 @@ def data_root() -> Path:
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def dataset_dir(data_root):
     """``dataset_dir("eegmmidb")``: a dataset's folder, required to exist."""
     def get(name: str) -> Path:
@@ -50,6 +93,6 @@ def dataset_dir(data_root):
 
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
-    """A private checksum cache, so tests never read or pollute the user's."""
+    """An empty checksum cache of the test's own, for tests that count or inspect hashing."""
     monkeypatch.setenv("NEURODECODE_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"

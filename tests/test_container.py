@@ -117,3 +117,11 @@ def test_real_meg_round_trip(dataset_dir, isolated_cache):
     np.testing.assert_array_equal(back.X, data.X)
     assert back.class_counts() == data.class_counts()
     assert back.info.modality == "meg" and back.info.tmin == pytest.approx(-0.1)
+
+
+def test_microvolt_data_convert_to_volts_for_mne():
+    data = make()
+    uv = DecodingData(data.X, data.y, data.metadata, SignalInfo(**{**data.info.__dict__, "unit": "uV"}))
+    np.testing.assert_allclose(uv.to_epochs().get_data(), data.X * 1e-6)
+    with pytest.raises(InvalidDataError, match="unit 'mV' is not one of"):
+        SignalInfo(100.0, ["a"], ["eeg"], "eeg", unit="mV")

@@ -5,11 +5,20 @@ from .container import DecodingData, SignalInfo
 from .errors import (ChecksumMismatchError, CorruptFileError, DataNotFoundError, EmptySelectionError,
                      InvalidDataError, NeurodecodeDataError, PartialLoadError, SpaceMismatchError,
                      UnknownEventError)
+from .abide import load_abide
+from .digit69 import load_digit69, load_digit69_images, load_mnist
+from .eegmmidb import load_eegmmidb, read_eegmmidb_run
+from .fmri import extract_atlas_signals, mask_runs
+from .haxby import load_haxby
+from .kalunga2016 import load_kalunga2016
+from .muse_p300 import load_muse_p300
 from .recordings import find_events, load_many, load_recording, read_raw
 
 __all__ = [
     "DatasetCard", "DecodingData", "SignalInfo", "data_root", "get_card", "list_cards", "sha256_of",
     "find_events", "load_many", "load_recording", "read_raw",
+    "load_abide", "load_digit69", "load_digit69_images", "load_mnist", "load_eegmmidb", "read_eegmmidb_run",
+    "extract_atlas_signals", "mask_runs", "load_haxby", "load_kalunga2016", "load_muse_p300",
     "ChecksumMismatchError", "CorruptFileError", "DataNotFoundError", "EmptySelectionError",
     "InvalidDataError", "NeurodecodeDataError", "PartialLoadError", "SpaceMismatchError", "UnknownEventError",
 ]

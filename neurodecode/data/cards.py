@@ -154,6 +154,27 @@ class DatasetCard:
                 return f
         raise NeurodecodeDataError(f"{relpath!r} is not a file of dataset {self.name!r} (card {self.name}.toml)")
 
+    def files_by_subject(self, pattern) -> dict:
+        """The card's files whose path matches ``pattern``, grouped by subject.
+
+        Parameters
+        ----------
+        pattern : re.Pattern
+            Its first group is the subject number.
+
+        Returns
+        -------
+        files : dict of int to list of str
+            ``{subject: [relpath, ...]}``, subjects ascending, paths sorted (the datasets name
+            their files by date and time, so sorted is chronological).
+        """
+        by_subject: dict[int, list[str]] = {}
+        for entry in self.files:
+            match = pattern.match(entry.path)
+            if match:
+                by_subject.setdefault(int(match.group(1)), []).append(entry.path)
+        return {subject: sorted(paths) for subject, paths in sorted(by_subject.items())}
+
     def url(self, relpath: str) -> str | None:
         """Public address of one file, when the card names a per-file source."""
         if not self.download_url:

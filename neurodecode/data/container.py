@@ -33,6 +33,7 @@ def _as_trials(X) -> np.ndarray:
 
 METADATA_COLUMNS = ("subject", "session", "run", "onset", "dataset")
 MODALITIES = ("eeg", "meg", "fmri", "image", "other")
+UNITS = {"SI": 1.0, "uV": 1e-6, "a.u.": 1.0}  # factor to MNE's SI units
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,16 @@ class SignalInfo:
     modality : str
         One of ``"eeg"``, ``"meg"``, ``"fmri"``, ``"image"``, ``"other"``.
     positions : ndarray of shape (n_channels, 3) or None
-        Sensor positions in metres (head frame), when known.
+        Sensor positions in metres, when known: in the head frame when the recording has a
+        device-to-head transform, else as the file stores them (e.g. MEG device frame).
     class_names : tuple of str
         ``class_names[k]`` is the name of label ``k`` in ``y``.
     tmin : float
         Time in seconds of the first sample of each trial, relative to its event.
+    unit : {"SI", "uV", "a.u."}
+        What one unit of ``X`` is: ``"SI"`` (volts for EEG, tesla and tesla/metre for MEG, as
+        MNE stores them), ``"uV"`` (microvolts, as MOABB returns EEG) or ``"a.u."`` (fMRI BOLD,
+        image intensities).
     """
 
     sfreq: float | None
@@ -64,6 +70,7 @@ class SignalInfo:
     positions: np.ndarray | None = field(default=None, compare=False)
     class_names: tuple = ()
     tmin: float = 0.0
+    unit: str = "SI"
 
     def __post_init__(self):
         object.__setattr__(self, "ch_names", tuple(self.ch_names))
@@ -74,6 +81,8 @@ class SignalInfo:
                 f"SignalInfo: {len(self.ch_names)} channel names but {len(self.ch_types)} channel types")
         if self.modality not in MODALITIES:
             raise InvalidDataError(f"SignalInfo: modality {self.modality!r} is not one of {MODALITIES}")
+        if self.unit not in UNITS:
+            raise InvalidDataError(f"SignalInfo: unit {self.unit!r} is not one of {tuple(UNITS)}")
         if self.sfreq is not None and not (np.isfinite(self.sfreq) and self.sfreq > 0):
             raise InvalidDataError(f"SignalInfo: sampling rate must be a positive number, got {self.sfreq!r}")
 
@@ -267,7 +276,7 @@ class DecodingData:
         """Convert to :class:`mne.EpochsArray` (3-D EEG/MEG data only).
 
         Labels become event codes ``label + 1`` with ``event_id`` from the class names; the
-        metadata table travels as ``epochs.metadata``.
+        metadata table travels as ``epochs.metadata``; data in microvolts are converted to volts.
         """
         import mne
 
@@ -284,7 +293,8 @@ class DecodingData:
         events = np.column_stack([sample, np.zeros_like(sample), codes.astype(np.int64)])
         used = sorted(set(codes.tolist()))
         event_id = {names[c - 1]: int(c) for c in used}
-        return mne.EpochsArray(self._X, mne_info, events=events, event_id=event_id, tmin=self.info.tmin,
+        scale = UNITS[self.info.unit]
+        return mne.EpochsArray(self._X * scale if scale != 1.0 else self._X, mne_info, events=events, event_id=event_id, tmin=self.info.tmin,
                                metadata=self.metadata.copy(), verbose="error")
 
     @classmethod

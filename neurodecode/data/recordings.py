@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping
 import mne
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .container import DecodingData, SignalInfo
 from .errors import (CorruptFileError, DataNotFoundError, EmptySelectionError, InvalidDataError,
@@ -48,6 +48,8 @@ def read_raw(path, *, preload: bool = True, **kwargs) -> mne.io.BaseRaw:
         raise DataNotFoundError(f"recording not found: {path}")
     if path.stat().st_size == 0:
         raise CorruptFileError(f"{path} is empty (0 bytes)")
+    if path.suffix.lower() in (".edf", ".bdf"):
+        _check_edf_length(path)
     try:
         raw = mne.io.read_raw(path, preload=preload, verbose="error", **kwargs)
     except (ValueError, RuntimeError, OSError, EOFError, IndexError, KeyError, TypeError, UnicodeDecodeError,
@@ -61,6 +63,66 @@ def read_raw(path, *, preload: bool = True, **kwargs) -> mne.io.BaseRaw:
             bad = [raw.ch_names[i] for i in np.nonzero(~np.isfinite(data).all(axis=1))[0]]
             raise InvalidDataError(f"{path}: NaN or infinite samples in channel(s) {bad[:10]}")
     return raw
+
+
+def _check_edf_length(path: Path) -> None:
+    """Refuse an EDF/BDF shorter than its header declares.
+
+    MNE only warns and reads what is there, so a file cut during a copy would otherwise load
+    as a shorter recording without anyone noticing.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fixed = fh.read(256)
+        try:
+            header_bytes, n_records, n_signals = int(fixed[184:192]), int(fixed[236:244]), int(fixed[252:256])
+        except ValueError:
+            raise CorruptFileError(f"{path}: the EDF/BDF header is unreadable (its size fields are not numbers)")
+        fh.seek(256 + n_signals * 216)
+        counts = fh.read(n_signals * 8)
+    if len(counts) < n_signals * 8:
+        raise CorruptFileError(f"{path} is truncated inside its header ({size} bytes)")
+    try:
+        samples_per_record = sum(int(counts[i * 8:(i + 1) * 8]) for i in range(n_signals))
+    except ValueError:
+        raise CorruptFileError(f"{path}: the EDF/BDF header's samples-per-record fields are not numbers")
+    bytes_per_sample = 3 if path.suffix.lower() == ".bdf" else 2
+    expected = header_bytes + n_records * samples_per_record * bytes_per_sample
+    if n_records > 0 and size < expected:
+        raise CorruptFileError(f"{path} is truncated: its header declares {n_records} records ({expected} bytes) "
+                               f"but the file has {size} bytes")
+
+
+def select_subjects(subjects, available, *, dataset: str) -> list:
+    """The subjects asked for, checked against those a dataset has.
+
+    Parameters
+    ----------
+    subjects : int, str, list or None
+        None selects every available subject.
+    available : iterable
+        The subjects the dataset's card lists.
+    """
+    available = list(available)
+    if subjects is None:
+        return available
+    wanted = [subjects] if np.isscalar(subjects) else list(subjects)
+    unknown = [s for s in wanted if s not in available]
+    if unknown or not wanted:
+        raise EmptySelectionError(f"dataset {dataset!r}: subject(s) {unknown or wanted} not available; "
+                                  f"it has subjects {available}")
+    return wanted
+
+
+def select_recordings(card, pattern, subjects) -> dict:
+    """The files of the chosen subjects, each with its subject and its index in time order.
+
+    Returns ``{relpath: (subject, index)}``; keys are file paths so that :func:`load_many`
+    reports a failure by file.
+    """
+    recordings = card.files_by_subject(pattern)
+    return {relpath: (subject, index) for subject in select_subjects(subjects, recordings, dataset=card.name)
+            for index, relpath in enumerate(recordings[subject])}
 
 
 def find_events(raw: mne.io.BaseRaw, *, stim_channel: str | None = None, source: str | None = None):
@@ -119,7 +181,7 @@ def select_event_id(available: Mapping[str, int], wanted, *, where: str) -> dict
 def epochs_to_data(raw: mne.io.BaseRaw, events: np.ndarray, event_id: Mapping[str, int], *, tmin: float,
                    tmax: float, dataset: str, subject, session="0", run="0", picks="data",
                    class_names: Iterable[str] | None = None, baseline=None, modality: str | None = None,
-                   extra_metadata: Mapping | None = None) -> DecodingData:
+                   extra_metadata: Mapping | None = None, source: str | None = None) -> DecodingData:
     """Cut epochs from a raw recording into a :class:`DecodingData`.
 
     Parameters
@@ -135,8 +197,10 @@ def epochs_to_data(raw: mne.io.BaseRaw, events: np.ndarray, event_id: Mapping[st
         Metadata written on every trial.
     class_names : list of str or None
         Order of the classes (label ``k`` is ``class_names[k]``); default: ``event_id`` order.
+    source : str or None
+        The file to name in errors when ``raw`` was built in memory (e.g. from a CSV).
     """
-    where = f"{_fname(raw)} (subject {subject}, run {run})"
+    where = f"{source or _fname(raw)} (subject {subject}, run {run})"
     class_names = tuple(class_names) if class_names is not None else tuple(event_id)
     missing = [c for c in event_id if c not in class_names]
     if missing:
@@ -218,7 +282,8 @@ def load_recording(path, *, events=None, tmin: float = 0.0, tmax: float = 1.0, l
     events : list of str, dict or None
         Which events become classes: names as found (annotation descriptions, or trigger
         values as strings such as ``"1"``), or a mapping ``{name_in_file: class_name}``.
-        None keeps every event.
+        None keeps every event. BrainVision markers keep their type prefix as MNE reads
+        them (``"Comment/T1"``, ``"Stimulus/S  1"``).
     tmin, tmax : float
         Epoch window in seconds around each event.
     l_freq, h_freq : float or None

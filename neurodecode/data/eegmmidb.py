@@ -1,0 +1,329 @@
+"""PhysioNet EEG Motor Movement/Imagery (eegmmidb 1.0.0): motor-imagery runs as decoding data.
+
+Schalk et al.'s 64-channel BCI2000 recordings (160 Hz EDF+, cues as ``T0``/``T1``/``T2``
+annotations). Only the imagery runs are staged (see the ``eegmmidb`` dataset card):
+
+* runs 4, 8, 12: imagine opening/closing the left or the right fist (``T1``/``T2``);
+* runs 6, 10, 14: imagine both fists or both feet (``T1``/``T2``);
+* runs 1, 2: eyes-open / eyes-closed baselines (``T0`` only);
+* ``T0`` marks rest between cues in every run.
+
+:func:`load_eegmmidb` reproduces, with default arguments, what MOABB 1.7.2 returns for
+``LeftRightImagery().get_data(PhysionetMI(imagined=True))``, trial for trial, without going
+through MOABB: per run a zero-phase 4th-order Butterworth band-pass (MNE's IIR default) on the
+continuous recording, epochs [0, 3] s after each cue, EEG channels only, samples in microvolts.
+:func:`moabb_offline_env` and :func:`physionet_mi_offline` let MOABB itself run on the same
+folder without touching the network, to check that claim or to benchmark against MOABB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import operator
+import os
+import re
+from dataclasses import replace
+
+import mne
+import numpy as np
+
+from .cards import DatasetCard, get_card
+from .container import DecodingData
+from .errors import DataNotFoundError, EmptySelectionError, InvalidDataError
+from .recordings import epochs_to_data, find_events, load_many, read_raw, select_event_id
+
+DATASET = "eegmmidb"
+
+#: Subjects staged with the three left/right-fist imagery runs (4, 8, 12).
+EEGMMIDB_SUBJECTS = tuple(range(1, 20)) + (42,)
+#: Subjects staged with every imagery run (4, 8, 12 and 6, 10, 14).
+EEGMMIDB_ALL_IMAGERY_SUBJECTS = (1, 4, 15, 42)
+
+LEFT_RIGHT_RUNS = (4, 8, 12)
+HANDS_FEET_RUNS = (6, 10, 14)
+BASELINE_RUNS = (1, 2)
+
+# What T0/T1/T2 mean depends on the run: the same code is a fist in one run and the feet in another.
+_RUN_CLASSES = {
+    **{run: {"T0": "rest", "T1": "left_hand", "T2": "right_hand"} for run in LEFT_RIGHT_RUNS},
+    **{run: {"T0": "rest", "T1": "hands", "T2": "feet"} for run in HANDS_FEET_RUNS},
+    **{run: {"T0": "rest"} for run in BASELINE_RUNS},
+}
+
+# task -> (runs in loading order, class names in label order)
+TASKS = {
+    "left_right": (LEFT_RIGHT_RUNS, ("left_hand", "right_hand")),
+    "hands_feet": (HANDS_FEET_RUNS, ("hands", "feet")),
+    "imagery": (LEFT_RIGHT_RUNS + HANDS_FEET_RUNS, ("left_hand", "right_hand", "hands", "feet")),
+}
+
+# MOABB numbers a subject's imagery runs "0".."5": the fist runs first, then the fists/feet runs.
+# Keeping its names lets results be joined with MOABB's metadata.
+_MOABB_RUN_NAME = {run: str(i) for i, run in enumerate(LEFT_RIGHT_RUNS + HANDS_FEET_RUNS)}
+
+# MOABB's PhysionetMI epochs [0, 3] s after each cue (the cue-to-cue spacing is about 4.1 s).
+TRIAL_INTERVAL = (0.0, 3.0)
+# MOABB hands out samples in microvolts (MNE reads the EDF in volts).
+UNIT_FACTOR = 1e6
+
+_FILE_RE = re.compile(r"^MNE-eegbci-data/files/eegmmidb/1\.0\.0/S(\d{3})/S\1R(\d{2})\.edf$")
+
+
+def _relpath(subject: int, run: int) -> str:
+    return f"MNE-eegbci-data/files/eegmmidb/1.0.0/S{subject:03d}/S{subject:03d}R{run:02d}.edf"
+
+
+@functools.lru_cache(maxsize=1)
+def _card() -> DatasetCard:
+    return get_card(DATASET)
+
+
+def available_runs() -> dict:
+    """Which runs the dataset card lists for each subject.
+
+    Returns
+    -------
+    runs : dict of int to tuple of int
+        Subject number to its sorted PhysioNet run numbers, e.g. ``{1: (1, 2, 4, 6, ...)}``.
+    """
+    found: dict[int, set] = {}
+    for f in _card().files:
+        match = _FILE_RE.match(f.path)
+        if match:
+            found.setdefault(int(match.group(1)), set()).add(int(match.group(2)))
+    return {subject: tuple(sorted(runs)) for subject, runs in sorted(found.items())}
+
+
+def _as_int(value, what: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidDataError(f"eegmmidb: {what} must be an integer, got {value!r}") from None
+
+
+def _standard_channel_names(raw: mne.io.BaseRaw, montage: mne.channels.DigMontage) -> dict:
+    """Map the EDF labels (``"Fc5."``, ``"Cz.."``) to 10-05 names (``"FC5"``, ``"Cz"``).
+
+    BCI2000 pads labels with dots and writes them in title case; the montage's own spelling
+    is recovered by a case-insensitive lookup.
+    """
+    by_upper = {name.upper(): name for name in montage.ch_names}
+    # The checksum pins the file, so every label is known to have a 10-05 counterpart.
+    return {label: by_upper[label.strip(".").upper()] for label in raw.ch_names}
+
+
+@functools.lru_cache(maxsize=1)
+def _montage() -> mne.channels.DigMontage:
+    # Cached: parsing the montage file costs as much as reading a run. Callers must not mutate it.
+    # MNE 1.13 renamed "standard_1005" to "colin27_1005" (same positions); older MNE knows only the former.
+    name = "colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages() else "standard_1005"
+    return mne.channels.make_standard_montage(name)
+
+
+def read_eegmmidb_run(subject: int, run: int) -> mne.io.Raw:
+    """One continuous run, checksum-verified, with 10-05 channel names and class-named cues.
+
+    Parameters
+    ----------
+    subject : int
+        PhysioNet subject number (1-109; see :func:`available_runs` for those staged).
+    run : int
+        PhysioNet run number: 4, 8, 12 (left/right fist imagery), 6, 10, 14 (both fists /
+        both feet imagery) or 1, 2 (baselines).
+
+    Returns
+    -------
+    raw : mne.io.Raw
+        Preloaded, 64 EEG channels at 160 Hz in volts, named as in the 10-05 system
+        (``"FC5"``, ``"Cz"``, ``"Fp1"``...) with positions from MNE's standard 10-05
+        montage (head frame). Annotations are renamed ``T0`` -> ``"rest"`` and, in runs
+        4/8/12, ``T1`` -> ``"left_hand"``, ``T2`` -> ``"right_hand"``; in runs 6/10/14,
+        ``T1`` -> ``"hands"``, ``T2`` -> ``"feet"``.
+
+    Raises
+    ------
+    DataNotFoundError
+        The subject or run is not part of the staged subset (the message lists what is),
+        or the file is missing from ``$NEURODECODE_DATA``.
+    ChecksumMismatchError
+        The file differs from the one the dataset card lists.
+    """
+    subject, run = _as_int(subject, "subject"), _as_int(run, "run")
+    relpath = _relpath(subject, run)
+    runs = available_runs()
+    if subject not in runs:
+        raise DataNotFoundError(
+            f"eegmmidb: subject {subject} (file {relpath}) is not in the staged subset; "
+            f"subjects available: {list(runs)}")
+    if run not in runs[subject]:
+        raise DataNotFoundError(
+            f"eegmmidb: subject {subject} has no run {run} (file {relpath}) in the staged subset; "
+            f"its runs are {list(runs[subject])}")
+    raw = read_raw(_card().path(relpath))
+    montage = _montage()
+    raw.rename_channels(_standard_channel_names(raw, montage))
+    raw.set_montage(montage)
+    present = set(raw.annotations.description)
+    raw.annotations.rename({code: name for code, name in _RUN_CLASSES[run].items() if code in present})
+    return raw
+
+
+def _subjects_with(runs) -> tuple:
+    return tuple(s for s, have in available_runs().items() if set(runs) <= set(have))
+
+
+def _load_subject(subject: int, *, runs, class_names, tmin, tmax, fmin, fmax, resample) -> DecodingData:
+    parts = []
+    for run in runs:
+        raw = read_eegmmidb_run(subject, run)
+        if fmin is not None or fmax is not None:
+            # MOABB's band-pass: IIR on the continuous run, before epoching (no edge effects in trials).
+            raw.filter(fmin, fmax, method="iir", picks="data", verbose="error")
+        events, available = find_events(raw, source="annotations")
+        run_classes = [c for c in class_names if c in _RUN_CLASSES[run].values()]
+        event_id = select_event_id(available, run_classes,
+                                   where=f"{raw.filenames[0]} (subject {subject}, run {run})")
+        part = epochs_to_data(raw, events, event_id, tmin=tmin, tmax=tmax, dataset=DATASET, subject=subject,
+                              session="0", run=_MOABB_RUN_NAME[run], picks="eeg", class_names=class_names,
+                              modality="eeg", extra_metadata={"physionet_run": run})
+        X, info = part.X, part.info
+        if resample is not None and resample != info.sfreq:
+            # Resample the epochs, not the run, as MOABB does, with Epochs.resample's defaults.
+            X = mne.filter.resample(X, float(resample), info.sfreq, npad="auto", window="auto", pad="edge",
+                                    method="fft", verbose="error")
+            info = replace(info, sfreq=float(resample))
+        parts.append(DecodingData(X * UNIT_FACTOR, part.y, part.metadata, replace(info, unit="uV")))
+    return DecodingData.concatenate(parts)
+
+
+def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0, tmax: float | None = None,
+                  fmin: float | None = 8.0, fmax: float | None = 32.0, resample: float | None = None,
+                  on_error: str = "raise", progress: bool | None = None) -> DecodingData:
+    """Motor-imagery trials of the PhysioNet eegmmidb dataset, as MOABB's PhysionetMI gives them.
+
+    With default arguments the result equals, subject by subject, MOABB 1.7.2's
+    ``LeftRightImagery().get_data(PhysionetMI(imagined=True), subjects=[s])``: same trials in
+    the same order, same labels, same samples.
+
+    Parameters
+    ----------
+    subjects : int, list of int or None
+        PhysioNet subject numbers; default: every staged subject that has the task's runs.
+    task : {"left_right", "hands_feet", "imagery"}
+        ``"left_right"``: runs 4, 8, 12, classes ``left_hand``/``right_hand`` (20 subjects).
+        ``"hands_feet"``: runs 6, 10, 14, classes ``hands``/``feet``.
+        ``"imagery"``: the six runs, four classes (subjects 1, 4, 15, 42 only).
+    tmin, tmax : float
+        Trial window in seconds after each cue (both ends included); ``tmax=None`` means 3 s,
+        the end of MOABB's trial interval.
+    fmin, fmax : float or None
+        Band-pass edges in Hz, applied to each continuous run before epoching with MNE's IIR
+        filter (4th-order Butterworth, forward-backward). Both None: no filter.
+    resample : float or None
+        New sampling rate in Hz, applied to the epochs (as MOABB does).
+    on_error : {"raise", "skip"}
+        What to do when some subjects fail to load; see :func:`~neurodecode.data.recordings.load_many`.
+    progress : bool or None
+        Progress bar over subjects; default: only on a terminal and for several subjects.
+
+    Returns
+    -------
+    data : DecodingData
+        ``X`` of shape (n_trials, 64, n_times) in microvolts (n_times = 481 by default:
+        3 s at 160 Hz, both ends included); 45 trials per subject and task (3 runs of 15 cues).
+        Trials are ordered by subject, then run (4, 8, 12, 6, 10, 14), then time. Metadata:
+        ``subject`` (int), ``session`` (``"0"``), ``run`` (MOABB's run name: ``"0"``-``"2"``
+        for runs 4/8/12, ``"3"``-``"5"`` for runs 6/10/14), ``physionet_run`` (4, 8, ...),
+        ``onset`` (seconds from the start of the run), ``dataset`` (``"eegmmidb"``).
+
+    Raises
+    ------
+    EmptySelectionError
+        A requested subject lacks the task's runs in the staged subset.
+    PartialLoadError
+        Some subjects failed to load (``on_error="raise"``); the others are in ``.loaded``.
+    """
+    if task not in TASKS:
+        raise InvalidDataError(f"eegmmidb: unknown task {task!r}; choose one of {list(TASKS)}")
+    runs, class_names = TASKS[task]
+    eligible = _subjects_with(runs)
+    if subjects is None:
+        subjects = eligible
+    else:
+        subjects = [_as_int(s, "subject") for s in np.atleast_1d(subjects).tolist()]
+        lacking = [s for s in subjects if s not in eligible]
+        if lacking:
+            raise EmptySelectionError(
+                f"eegmmidb: subject(s) {lacking} lack the runs {list(runs)} of task {task!r} in the staged "
+                f"subset; subjects with them: {list(eligible)}")
+    t_end = TRIAL_INTERVAL[1] if tmax is None else tmax
+    if not tmin < t_end:
+        raise InvalidDataError(f"eegmmidb: tmin={tmin} must be smaller than tmax={t_end}")
+    if resample is not None and not resample > 0:
+        raise InvalidDataError(f"eegmmidb: resample must be a positive rate in Hz, got {resample!r}")
+    load_one = functools.partial(_load_subject, runs=runs, class_names=class_names,
+                                 tmin=TRIAL_INTERVAL[0] + tmin, tmax=TRIAL_INTERVAL[0] + t_end,
+                                 fmin=fmin, fmax=fmax, resample=resample)
+    return load_many(subjects, load_one, on_error=on_error, desc=f"eegmmidb {task}", progress=progress)
+
+
+# -- MOABB on the same folder, offline ------------------------------------------------------
+
+@contextlib.contextmanager
+def moabb_offline_env():
+    """Point MNE/MOABB at the staged eegmmidb folder and away from the network, for a while.
+
+    Sets ``MNE_DATASETS_EEGBCI_PATH`` to ``$NEURODECODE_DATA/eegmmidb`` (the folder holding
+    ``MNE-eegbci-data``) and ``MOABB_DOWNLOAD_PROVIDER=upstream`` (MOABB >= 1.7 would
+    otherwise first ask the NEMAR mirror), then restores both on exit. MOABB only hashes
+    files that exist; use :func:`physionet_mi_offline` so it never asks for a missing one.
+    """
+    values = {"MNE_DATASETS_EEGBCI_PATH": str(_card().root()), "MOABB_DOWNLOAD_PROVIDER": "upstream"}
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def physionet_mi_offline(*, with_feet_runs: bool = False):
+    """MOABB's ``PhysionetMI(imagined=True)`` restricted to what is staged here.
+
+    Use it inside :func:`moabb_offline_env`. Every file it will read is checked to exist
+    first, since a missing one would send MOABB to the network.
+
+    Parameters
+    ----------
+    with_feet_runs : bool
+        False: the 20 subjects of :data:`EEGMMIDB_SUBJECTS`, left/right runs only
+        (``feet_runs`` emptied). True: the subjects of :data:`EEGMMIDB_ALL_IMAGERY_SUBJECTS`
+        with all six imagery runs.
+
+    Returns
+    -------
+    dataset : moabb.datasets.PhysionetMI
+    """
+    from moabb.datasets import PhysionetMI
+
+    subjects = EEGMMIDB_ALL_IMAGERY_SUBJECTS if with_feet_runs else EEGMMIDB_SUBJECTS
+    runs = LEFT_RIGHT_RUNS + (HANDS_FEET_RUNS if with_feet_runs else ())
+    root = _card().root()
+    missing = [_relpath(s, r) for s in subjects for r in runs if not (root / _relpath(s, r)).is_file()]
+    if missing:
+        raise DataNotFoundError(f"eegmmidb: {len(missing)} file(s) MOABB would read are missing under {root} "
+                                f"(first: {missing[:3]}); MOABB would try to download them")
+    dataset = PhysionetMI(imagined=True, subjects=list(subjects))
+    if not with_feet_runs:
+        # PhysionetMI reads every run these lists name; the fists/feet runs of most subjects are not staged.
+        dataset.feet_runs = []
+    return dataset
+
+
+__all__ = ["EEGMMIDB_SUBJECTS", "EEGMMIDB_ALL_IMAGERY_SUBJECTS", "TASKS", "available_runs", "read_eegmmidb_run",
+           "load_eegmmidb", "moabb_offline_env", "physionet_mi_offline"]

@@ -1,0 +1,105 @@
+"""SSVEP exoskeleton dataset (Kalunga et al. 2016), subjects 1-4, from the authors' repository.
+
+Eight occipital EEG channels (Oz, O1, O2, PO3, POz, PO7, PO8, PO4) at 256 Hz. Each recording
+holds 32 cued trials, 8 per class: rest (look at a fixation point) or attend a LED flickering at
+13, 17 or 21 Hz. A trial lasts 5 s from the cue.
+
+The files are the authors' own (card ``ssvep_exo_kalunga2016``), not the re-encoded copies
+MOABB downloads from Zenodo: the ``*_raw.fif`` files carry no stim channel, and each has its
+events in a separate ``*-eve.fif`` file. File names contain ``[`` and ``]``, so they are taken
+from the card as literal paths, never globbed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mne
+import numpy as np
+
+from .cards import get_card
+from .container import DecodingData
+from .errors import CorruptFileError, InvalidDataError
+from .recordings import epochs_to_data, load_many, select_recordings, read_raw
+
+DATASET = "ssvep_exo_kalunga2016"
+
+#: Event codes of the ``-eve.fif`` files (MOABB: ``{"rest": 1, "13": 2, "21": 3, "17": 4}``;
+#: 17 and 21 Hz are not in frequency order).
+EVENT_ID = {"rest": 1, "13Hz": 2, "21Hz": 3, "17Hz": 4}
+
+_RAW_FILE = re.compile(r"^subject(\d+)/record-\[(.+)\]_raw\.fif$")
+
+
+def _read_events(path, raw: mne.io.BaseRaw) -> np.ndarray:
+    """The ``-eve.fif`` events of one recording, checked against the recording's length."""
+    try:
+        events = mne.read_events(path, verbose="error")
+    except (ValueError, RuntimeError, OSError, EOFError, IndexError, KeyError, TypeError) as err:
+        raise CorruptFileError(f"cannot read the events file {path}: {type(err).__name__}: {err}") from err
+    last = raw.first_samp + raw.n_times - 1
+    outside = (events[:, 0] < raw.first_samp) | (events[:, 0] > last)
+    if outside.any():
+        raise InvalidDataError(
+            f"{path}: {int(outside.sum())} event(s) at samples {events[outside, 0][:5].tolist()} lie outside "
+            f"the recording's samples {raw.first_samp}..{last}; the events file does not match its recording")
+    return events
+
+
+def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_freq: float | None = None,
+                     h_freq: float | None = None, on_error: str = "raise",
+                     progress: bool | None = None) -> DecodingData:
+    """Trials of the SSVEP exoskeleton dataset.
+
+    Parameters
+    ----------
+    subjects : int, list of int or None
+        Subjects to load (1-4); None loads all.
+    tmin, tmax : float
+        Trial window in seconds after the cue, both ends included. The default 2-4 s is
+        MOABB 1.7.2's ``Kalunga2016.interval`` (of the 5 s a trial lasts); at 256 Hz it gives
+        513 samples.
+    l_freq, h_freq : float or None
+        Band-pass of the continuous recording before epoching (MNE's default FIR); None
+        leaves that edge open. MOABB's SSVEP paradigm instead filters one band per frequency.
+    on_error : {"raise", "skip"}
+        What to do when some recordings fail, as in :func:`~neurodecode.data.recordings.load_many`.
+    progress : bool or None
+        Progress bar over recordings; by default only on a terminal.
+
+    Returns
+    -------
+    data : DecodingData
+        ``X`` of shape (64 * n_subjects, 8, n_times) in volts as the files state them (not
+        rescaled, although their 1-40 Hz standard deviation of about 5 mV is some 100 times
+        that of usual scalp EEG), labels indexing
+        ``("rest", "13Hz", "17Hz", "21Hz")`` (16 trials of each per subject). Metadata:
+        ``session`` is the recording index ``"0"`` / ``"1"`` in time order (MOABB calls these
+        two same-day recordings runs of one session), ``run`` is ``"0"``, ``recording`` is the
+        date-time stamp of the file name, ``onset`` is the cue time in seconds.
+
+    Raises
+    ------
+    PartialLoadError
+        With ``on_error="raise"``, when any recording fails (missing file, checksum mismatch,
+        unreadable file); ``.loaded`` holds the recordings that did load.
+    EmptySelectionError
+        A requested subject is not in the dataset.
+    """
+    card = get_card(DATASET)
+    which = select_recordings(card, _RAW_FILE, subjects)
+
+    def load_one(relpath: str) -> DecodingData:
+        subject, index = which[relpath]
+        raw = read_raw(card.path(relpath))
+        events = _read_events(card.path(relpath.replace("_raw.fif", "-eve.fif")), raw)
+        # The authors stored the sensor positions in millimetres; MNE and SignalInfo use metres.
+        positions = {ch["ch_name"]: ch["loc"][:3] / 1000.0 for ch in raw.info["chs"]}
+        raw.set_montage(mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head"), verbose="error")
+        if l_freq is not None or h_freq is not None:
+            raw.filter(l_freq, h_freq, picks="data", verbose="error")
+        return epochs_to_data(raw, events, EVENT_ID, tmin=tmin, tmax=tmax, dataset=DATASET, subject=subject,
+                              session=str(index), run="0", class_names=card.classes, modality="eeg",
+                              extra_metadata={"recording": _RAW_FILE.match(relpath).group(2)})
+
+    return load_many(which, load_one, on_error=on_error, desc="kalunga2016", progress=progress)
