@@ -1,6 +1,27 @@
-"""neurodecode: decoding brain signals (EEG, MEG, fMRI) with scikit-learn pipelines."""
+"""neurodecode: decoding brain signals (EEG, MEG, fMRI) with scikit-learn pipelines.
 
-from .data import DecodingData, SignalInfo
+Names are imported on first use, so that ``import neurodecode.geometry`` needs only torch (as on
+a GPU machine without mne) and the command line starts quickly.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["DecodingData", "SignalInfo", "__version__"]
+
+_EXPORTS = {
+    "DecodingData": "neurodecode.data.container",
+    "SignalInfo": "neurodecode.data.container",
+    "Covariances": "neurodecode.transforms.covariance",
+    "TangentSpace": "neurodecode.transforms.covariance",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'neurodecode' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,105 @@
+"""Covariance estimation, batched over any leading axes.
+
+Definitions follow scikit-learn so results are interchangeable: ``scm`` is
+``empirical_covariance`` (centred, divided by n), ``oas`` and ``lwf`` are the OAS and
+Ledoit-Wolf estimators shrinking towards ``mu * I`` with ``mu = trace(S) / n_channels``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._backend import check_finite, to_output, to_tensor
+
+ESTIMATORS = ("scm", "oas", "lwf")
+
+
+def _check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown covariance estimator {estimator!r}; choose one of {ESTIMATORS}")
+
+
+def oas_shrinkage(S: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """OAS shrinkage coefficient of sample covariances, shape (...,).
+
+    Parameters
+    ----------
+    S : tensor of shape (..., n, n)
+        Centred sample covariances (divided by ``n_samples``).
+    n_samples : int
+        Number of samples each covariance was estimated from.
+    """
+    n = S.shape[-1]
+    mu = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) / n
+    alpha = (S ** 2).mean(dim=(-2, -1))
+    num = alpha + mu ** 2
+    den = (n_samples + 1.0) * (alpha - mu ** 2 / n)
+    # den is zero only for a scaled identity, which needs no shrinkage at all.
+    shrink = torch.where(den == 0, torch.ones_like(den), num / torch.where(den == 0, torch.ones_like(den), den))
+    return shrink.clamp(max=1.0)
+
+
+def ledoit_wolf_shrinkage(Xc: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """Ledoit-Wolf shrinkage coefficient, shape (...,).
+
+    Parameters
+    ----------
+    Xc : tensor of shape (..., n_channels, n_times)
+        Centred signals (the estimator needs the fourth moments, not only ``S``).
+    S : tensor of shape (..., n_channels, n_channels)
+        Their sample covariances, ``Xc @ Xc.T / n_times``.
+    """
+    n, n_samples = Xc.shape[-2], Xc.shape[-1]
+    mu = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) / n
+    X2 = Xc ** 2
+    beta_ = (X2 @ X2.transpose(-1, -2)).sum(dim=(-2, -1))
+    delta_ = (S ** 2).sum(dim=(-2, -1))
+    beta = (beta_ / n_samples - delta_) / n_samples
+    delta = delta_ - 2.0 * mu * torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) + n * mu ** 2
+    delta = delta / n
+    beta = torch.minimum(beta / n, delta)
+    return torch.where(delta == 0, torch.zeros_like(delta), beta / torch.where(delta == 0, torch.ones_like(delta),
+                                                                                 delta))
+
+
+def shrink(S: torch.Tensor, shrinkage: torch.Tensor) -> torch.Tensor:
+    """``(1 - s) S + s mu I`` with ``mu = trace(S) / n``, for each matrix of the batch."""
+    n = S.shape[-1]
+    mu = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) / n
+    s = shrinkage[..., None, None]
+    eye = torch.eye(n, dtype=S.dtype, device=S.device)
+    return (1.0 - s) * S + s * mu[..., None, None] * eye
+
+
+def covariances(X, estimator: str = "scm", *, device=None, dtype=None):
+    """Covariance matrices of multichannel signals.
+
+    Parameters
+    ----------
+    X : ndarray or tensor of shape (..., n_channels, n_times)
+        Signals; any number of leading axes.
+    estimator : {"scm", "oas", "lwf"}
+        Sample covariance (centred, divided by n_times), Oracle Approximating Shrinkage, or
+        Ledoit-Wolf; each as scikit-learn defines it.
+    device, dtype : optional
+        Where and in which precision to compute (e.g. ``"cuda"``, ``torch.float32``).
+
+    Returns
+    -------
+    C : ndarray or tensor of shape (..., n_channels, n_channels)
+        numpy when ``X`` was numpy, else a tensor on ``device``.
+    """
+    _check_estimator(estimator)
+    T, as_numpy = to_tensor(X, device=device, dtype=dtype)
+    if T.ndim < 2:
+        raise ValueError(f"X must have shape (..., n_channels, n_times); got {tuple(T.shape)}")
+    if T.shape[-1] < 2:
+        raise ValueError(f"covariances need at least 2 time samples; got {T.shape[-1]}")
+    check_finite(T, "X")
+    Xc = T - T.mean(dim=-1, keepdim=True)
+    S = Xc @ Xc.transpose(-1, -2) / T.shape[-1]
+    if estimator == "oas":
+        S = shrink(S, oas_shrinkage(S, T.shape[-1]))
+    elif estimator == "lwf":
+        S = shrink(S, ledoit_wolf_shrinkage(Xc, S))
+    return to_output(S, as_numpy)
