@@ -13,6 +13,10 @@ _EXPORTS = {
     "SignalInfo": "neurodecode.data.container",
     "Covariances": "neurodecode.transforms.covariance",
     "TangentSpace": "neurodecode.transforms.covariance",
+    "AugmentedCovariance": "neurodecode.transforms.augmented",
+    "AugmentedCovarianceSelector": "neurodecode.transforms.augmented",
+    "BandPower": "neurodecode.transforms.spectral",
+    "EEGConnectivity": "neurodecode.transforms.connectivity_eeg",
 }
 __all__ = ["__version__", *_EXPORTS]
 

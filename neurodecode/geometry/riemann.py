@@ -25,7 +25,7 @@ def _eig_pair(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (eigvecs * root[..., None, :]) @ vt, (eigvecs * (1.0 / root)[..., None, :]) @ vt
 
 
-def mean_riemann(C, *, weights=None, tol: float = 1e-9, maxiter: int = 50, init=None):
+def mean_riemann(C, *, weights=None, tol: float = 1e-8, maxiter: int = 50, init=None):
     """Affine-invariant Riemannian (Karcher) mean of SPD matrices.
 
     Gradient descent from the arithmetic mean with the step-size rule of Congedo et al. (2015),

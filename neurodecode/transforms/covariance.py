@@ -107,7 +107,7 @@ class TangentSpace(BaseEstimator, TransformerMixin):
 
     Parameters
     ----------
-    tol : float, default=1e-9
+    tol : float, default=1e-8
         Stopping tolerance of the mean's gradient descent.
     maxiter : int, default=50
         Iterations of the mean at most.
@@ -124,7 +124,7 @@ class TangentSpace(BaseEstimator, TransformerMixin):
     n_channels_ : int
     """
 
-    def __init__(self, tol=1e-9, maxiter=50, device="cpu", dtype="float64", batch_size=None):
+    def __init__(self, tol=1e-8, maxiter=50, device="cpu", dtype="float64", batch_size=None):
         self.tol = tol
         self.maxiter = maxiter
         self.device = device

@@ -1,0 +1,27 @@
+"""Transforms stage: scikit-learn transformers from signals to features.
+
+Imported on first use (``neurodecode.transforms.BandPower``), so that a module needing only the
+covariance transformers does not load mne or nilearn.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "Covariances": "covariance",
+    "TangentSpace": "covariance",
+    "AugmentedCovariance": "augmented",
+    "AugmentedCovarianceSelector": "augmented",
+    "BandPower": "spectral",
+    "EEGConnectivity": "connectivity_eeg",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
