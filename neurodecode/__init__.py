@@ -17,6 +17,7 @@ _EXPORTS = {
     "AugmentedCovarianceSelector": "neurodecode.transforms.augmented",
     "BandPower": "neurodecode.transforms.spectral",
     "EEGConnectivity": "neurodecode.transforms.connectivity_eeg",
+    "Connectome": "neurodecode.transforms.connectivity_fmri",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -69,6 +69,59 @@ def _print_row(row: dict, stream) -> None:
         print(f"  error: {row['error']}", file=stream)
 
 
+def _subjects(text: str) -> list:
+    """``"1-3,7"`` -> ``[1, 2, 3, 7]``."""
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"subjects must look like 1-3,7; got {text!r}") from None
+    return out
+
+
+def _add_benchmark_parser(sub) -> None:
+    from .evaluation.benchmark import DEFAULT_SUBJECTS, EVALUATIONS
+
+    bench = sub.add_parser(
+        "benchmark", help="run every pipeline of a folder on offline datasets, fold by fold, and write a report",
+        description="Runs each pipeline of PIPELINES_DIR (MOABB YAML, or .py with a PIPELINE dict) with MOABB's "
+                    "evaluations, offline. Every finished fold is appended to OUT/results.jsonl; a rerun skips "
+                    "stored folds. The report (HTML, PNG, CSV) goes to OUT/report/.")
+    bench.add_argument("pipelines_dir", nargs="?", default="pipelines", help="folder or file (default: pipelines)")
+    bench.add_argument("--datasets", nargs="+", default=["eegmmidb"], help="datasets (default: eegmmidb)")
+    bench.add_argument("--subjects", type=_subjects, default=None,
+                       help=f"e.g. 1-3,7 (default: {','.join(map(str, DEFAULT_SUBJECTS))}; --full: all)")
+    bench.add_argument("--pipelines", nargs="+", default=None, metavar="NAME", help="only these pipeline names")
+    bench.add_argument("--evaluation", choices=list(EVALUATIONS), default="within-session")
+    bench.add_argument("--out", default="benchmarks/results/benchmark", help="results folder")
+    bench.add_argument("--n-jobs", type=int, default=1, help="folds in parallel (joblib processes)")
+    bench.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler address, or 'local' for a local cluster")
+    bench.add_argument("--full", action="store_true", help="the full study: every subject and every pipeline")
+    bench.add_argument("--no-report", action="store_true", help="only run the folds")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _benchmark(args) -> int:
+    from .evaluation.benchmark import BenchmarkConfig, run_benchmark
+    from .reports.benchmark_report import write_report
+
+    config = BenchmarkConfig(pipelines_dir=args.pipelines_dir, datasets=args.datasets, subjects=args.subjects,
+                             pipelines=args.pipelines, evaluation=args.evaluation, out=args.out,
+                             n_jobs=args.n_jobs, scheduler=args.scheduler, full=args.full)
+    try:
+        results = run_benchmark(config, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"neurodecode benchmark: {err}", file=sys.stderr)
+        return 2
+    if not args.no_report and not results.empty:
+        index = write_report(results, f"{args.out}/report")
+        print(f"report: {index}")
+    return 0 if not results.attrs.get("failed") and not results.empty else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="neurodecode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +129,7 @@ def main(argv=None) -> int:
     ds.add_argument("names", nargs="*", help="only these datasets (default: every card)")
     ds.add_argument("--no-load", action="store_true", help="only check files and checksums")
     ds.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    _add_benchmark_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "datasets":
@@ -84,6 +138,8 @@ def main(argv=None) -> int:
             with open(args.json, "w") as fh:
                 json.dump(rows, fh, indent=2, default=str)
         return 0 if all(r["verified"] == r["files"] and not r["error"] for r in rows) else 1
+    if args.command == "benchmark":
+        return _benchmark(args)
     return 2
 
 

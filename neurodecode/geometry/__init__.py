@@ -4,14 +4,15 @@ torch inside (CPU or GPU), numpy in and numpy out for scikit-learn users; no est
 Every function broadcasts over leading axes.
 """
 
-from .covariance import ESTIMATORS, covariances, ledoit_wolf_shrinkage, oas_shrinkage, shrink
+from .covariance import (ESTIMATORS, covariances, ledoit_wolf_shrinkage, ledoit_wolf_shrinkage_from_moments,
+                         oas_shrinkage, shrink)
 from .riemann import (distance_riemann, exp_map, log_map, mean_riemann, tangent_space, unupper, untangent_space,
                       upper)
 from .spd import (apply_eigenvalue_function, check_positive, check_spd, check_symmetric, eigh, expm, invsqrtm,
                   logm, powm, sqrtm)
 
 __all__ = [
-    "ESTIMATORS", "covariances", "ledoit_wolf_shrinkage", "oas_shrinkage", "shrink",
+    "ESTIMATORS", "covariances", "ledoit_wolf_shrinkage", "ledoit_wolf_shrinkage_from_moments", "oas_shrinkage", "shrink",
     "distance_riemann", "exp_map", "log_map", "mean_riemann", "tangent_space", "unupper", "untangent_space", "upper",
     "apply_eigenvalue_function", "check_positive", "check_spd", "check_symmetric", "eigh", "expm", "invsqrtm", "logm", "powm", "sqrtm",
 ]

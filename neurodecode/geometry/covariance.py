@@ -39,27 +39,34 @@ def oas_shrinkage(S: torch.Tensor, n_samples: int) -> torch.Tensor:
     return shrink.clamp(max=1.0)
 
 
-def ledoit_wolf_shrinkage(Xc: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """Ledoit-Wolf shrinkage coefficient, shape (...,).
+def ledoit_wolf_shrinkage_from_moments(S: torch.Tensor, fourth: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Ledoit-Wolf shrinkage coefficient (scikit-learn's definition) from moments, shape (...,).
 
     Parameters
     ----------
-    Xc : tensor of shape (..., n_channels, n_times)
-        Centred signals (the estimator needs the fourth moments, not only ``S``).
-    S : tensor of shape (..., n_channels, n_channels)
-        Their sample covariances, ``Xc @ Xc.T / n_times``.
+    S : tensor of shape (..., n, n)
+        Centred sample covariances (divided by ``n_samples``).
+    fourth : tensor of shape (...,)
+        ``sum_t ||x_t - m||^4`` over the centred samples: the estimator needs this fourth moment,
+        which ``S`` alone does not carry. Taking it as an input lets callers that assemble ``S``
+        from sums (delay embeddings, sliding windows) use the estimator without the signal.
+    n_samples : int
     """
-    n, n_samples = Xc.shape[-2], Xc.shape[-1]
-    mu = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) / n
-    X2 = Xc ** 2
-    beta_ = (X2 @ X2.transpose(-1, -2)).sum(dim=(-2, -1))
+    n = S.shape[-1]
+    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
+    mu = trace / n
     delta_ = (S ** 2).sum(dim=(-2, -1))
-    beta = (beta_ / n_samples - delta_) / n_samples
-    delta = delta_ - 2.0 * mu * torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) + n * mu ** 2
-    delta = delta / n
-    beta = torch.minimum(beta / n, delta)
-    return torch.where(delta == 0, torch.zeros_like(delta), beta / torch.where(delta == 0, torch.ones_like(delta),
-                                                                                 delta))
+    beta = (fourth / n_samples - delta_) / (n * n_samples)
+    delta = (delta_ - 2.0 * mu * trace + n * mu ** 2) / n
+    beta = torch.minimum(beta, delta)
+    safe = torch.where(delta == 0, torch.ones_like(delta), delta)
+    return torch.where(delta == 0, torch.zeros_like(delta), beta / safe)
+
+
+def ledoit_wolf_shrinkage(Xc: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """Ledoit-Wolf shrinkage coefficient of centred signals ``Xc`` (..., n_channels, n_times) and their ``S``."""
+    fourth = ((Xc ** 2).sum(-2) ** 2).sum(-1)
+    return ledoit_wolf_shrinkage_from_moments(S, fourth, Xc.shape[-1])
 
 
 def shrink(S: torch.Tensor, shrinkage: torch.Tensor) -> torch.Tensor:

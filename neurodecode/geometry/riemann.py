@@ -107,7 +107,8 @@ def exp_map(S, ref):
 
 def _triu(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     rows, cols = torch.triu_indices(n, n, device=device)
-    weights = torch.where(rows == cols, 1.0, math.sqrt(2.0))
+    weights = torch.full(rows.shape, math.sqrt(2.0), dtype=torch.float64, device=device)
+    weights[rows == cols] = 1.0
     return torch.stack([rows, cols]), weights
 
 

@@ -13,6 +13,7 @@ _EXPORTS = {
     "AugmentedCovarianceSelector": "augmented",
     "BandPower": "spectral",
     "EEGConnectivity": "connectivity_eeg",
+    "Connectome": "connectivity_fmri",
 }
 __all__ = list(_EXPORTS)
 

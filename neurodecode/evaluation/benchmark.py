@@ -1,0 +1,657 @@
+"""Benchmark runs: every pipeline of a folder on offline datasets, fold by fold, resumable.
+
+What MOABB's ``benchmark()`` does, with three differences that matter on long runs:
+
+* **Fold granularity.** MOABB 1.7.2 splits a dataset with its evaluation's splitter
+  (``_create_splitter``), builds one task per (pipeline, fold) (``_build_task_list``) and scores
+  each with one pure function, ``moabb.evaluations.base._evaluate_fold``, before averaging the
+  folds of a session. Here the same splitter, task list and function are used (same seed,
+  ``random_state=42``), but each fold's row is written to the :class:`ResultStore` the moment
+  it finishes; the mean of a session's fold scores equals MOABB's score for that session.
+* **Resume and failures.** Finished folds are skipped on a rerun; a pipeline file that fails
+  to load, or a pipeline that raises, is reported and skipped, and the run goes on.
+* **Offline datasets.** Datasets are named (``"eegmmidb"``) and built by our loaders inside
+  :func:`offline_moabb`, which points MNE/MOABB at the local data and at a private scratch
+  folder, never at the network or at the shared data folder.
+
+The ``"pseudo-online"`` evaluation plugs in
+:func:`~neurodecode.evaluation.pseudo_online.pseudo_online_evaluate` (sliding windows of
+held-out runs, idle included) for datasets that have continuous streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, parallel_config
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from ..data.eegmmidb import EEGMMIDB_SUBJECTS, moabb_offline_env, physionet_mi_offline
+from .results import ResultStore, row_key
+
+#: CLI name -> MOABB evaluation class name (None: ours).
+EVALUATIONS = {"within-session": "WithinSession", "cross-session": "CrossSession",
+               "cross-subject": "CrossSubject", "pseudo-online": None}
+#: MOABB's benchmark() seeds every evaluation with this.
+RANDOM_STATE = 42
+#: The default run's subjects: every pipeline of ``pipelines/`` on these fits in minutes on a
+#: 2-core CPU (``--full``: every subject).
+DEFAULT_SUBJECTS = (1, 2, 3)
+#: Pseudo-online settings: 1 s windows every 0.125 s, trained on every 4th window.
+PSEUDO_ONLINE = {"window_s": 1.0, "step_s": 0.125, "train_every": 4}
+
+
+# -- datasets --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BenchmarkDataset:
+    """A dataset the benchmark can run offline.
+
+    Parameters
+    ----------
+    name : str
+        The name used on the command line and in results.
+    paradigm : str
+        MOABB paradigm class name; pipelines listing it in ``paradigms`` run on this dataset.
+    subjects : tuple of int
+        Subjects available offline.
+    make : callable
+        Returns the MOABB dataset object; called inside :func:`offline_moabb`.
+    streams : callable or None
+        ``streams(subject)`` gives the subject's continuous labelled streams, for the
+        pseudo-online evaluation (None: that evaluation is not available).
+    """
+
+    name: str
+    paradigm: str
+    subjects: tuple
+    make: Callable
+    streams: Callable | None = None
+    paradigm_kwargs: dict = field(default_factory=dict)
+
+
+def _eegmmidb_streams(subject):
+    from ..data.stream import eegmmidb_streams
+    return eegmmidb_streams(subject)
+
+
+DATASETS = {
+    "eegmmidb": BenchmarkDataset("eegmmidb", "LeftRightImagery", EEGMMIDB_SUBJECTS, physionet_mi_offline,
+                                 streams=_eegmmidb_streams),
+}
+
+
+def resolve_datasets(names=None) -> list[BenchmarkDataset]:
+    """The :class:`BenchmarkDataset` of each name (default: ``["eegmmidb"]``)."""
+    names = ["eegmmidb"] if not names else list(names)
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; datasets available offline: {sorted(DATASETS)}")
+    return [DATASETS[n] for n in names]
+
+
+@contextlib.contextmanager
+def offline_moabb(scratch):
+    """MOABB and MNE reading local data only and writing only under ``scratch``.
+
+    Inside :func:`~neurodecode.data.eegmmidb.moabb_offline_env`, ``MNE_DATA`` and MNE's home
+    folder (where ``mne-python.json`` lives) are redirected to ``scratch``, so neither MOABB's
+    downloads nor its configuration writes can reach the user's folders or the shared data.
+    """
+    scratch = Path(scratch)
+    (scratch / "home").mkdir(parents=True, exist_ok=True)
+    values = {"MNE_DATA": str(scratch), "_MNE_FAKE_HOME_DIR": str(scratch / "home")}
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        with moabb_offline_env():
+            yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _quiet():
+    """MNE's per-run chatter and MOABB's deprecation notices would bury the progress bar."""
+    import warnings
+
+    import mne
+
+    with mne.utils.use_log_level("ERROR"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+# -- pipelines -------------------------------------------------------------------------------
+
+@dataclass
+class PipelineSpec:
+    """One pipeline from a pipeline file: MOABB's config entry plus where it came from."""
+
+    name: str
+    paradigms: list
+    pipeline: object
+    source: str
+    param_grid: dict | None = None
+
+
+def _load_python_pipeline(path: Path) -> list[dict]:
+    spec = importlib.util.spec_from_file_location(f"neurodecode_pipeline_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "PIPELINE"):
+        raise ValueError(f"{path} defines no PIPELINE dict (keys name, paradigms, pipeline)")
+    configs = module.PIPELINE if isinstance(module.PIPELINE, list) else [module.PIPELINE]
+    return configs
+
+
+def _check_config(config, path: Path) -> PipelineSpec:
+    from sklearn.base import BaseEstimator
+
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a pipeline must be a dict, got {type(config).__name__}")
+    missing = [k for k in ("name", "paradigms", "pipeline") if k not in config]
+    if missing:
+        raise ValueError(f"{path}: pipeline lacks key(s) {missing}; expected name, paradigms, pipeline")
+    if not isinstance(config["pipeline"], BaseEstimator):
+        raise ValueError(f"{path}: 'pipeline' must be a scikit-learn estimator, got "
+                         f"{type(config['pipeline']).__name__}")
+    return PipelineSpec(str(config["name"]), list(config["paradigms"]), config["pipeline"], str(path),
+                        config.get("param_grid"))
+
+
+def load_pipelines(path="pipelines") -> tuple[list[PipelineSpec], list[tuple[str, str]]]:
+    """Every pipeline of a folder (or one file), each file loaded on its own.
+
+    YAML files go through MOABB's own parser (``parse_pipelines_from_directory`` on that
+    one file); ``.py`` files must define ``PIPELINE``, a dict (or list of dicts) with keys
+    ``name``, ``paradigms``, ``pipeline`` and optionally ``param_grid``, as MOABB expects.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder of ``*.yml``, ``*.yaml`` and ``*.py`` files, or one such file.
+
+    Returns
+    -------
+    pipelines : list of PipelineSpec
+        In file-name order.
+    failures : list of (str, str)
+        File and error message of each file that failed to load (it is skipped).
+    """
+    from moabb.pipelines.utils import parse_pipelines_from_directory
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml", ".py") and not p.name.startswith("_"))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise FileNotFoundError(f"pipelines path {path} is neither a folder nor a file")
+    pipelines, failures, names = [], [], {}
+    for file in files:
+        try:
+            if file.suffix == ".py":
+                configs = _load_python_pipeline(file)
+            elif file.suffix == ".yml":
+                configs = parse_pipelines_from_directory(str(file))
+            else:
+                # MOABB's parser keys on ".yml"; a ".yaml" file goes through a copy with that suffix.
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = Path(tmp) / f"{file.stem}.yml"
+                    copy.write_text(file.read_text())
+                    configs = parse_pipelines_from_directory(str(copy))
+            specs = [_check_config(c, file) for c in configs]
+        except Exception as err:  # noqa: BLE001 - a broken pipeline file must not stop the others
+            failures.append((str(file), f"{type(err).__name__}: {err}"))
+            continue
+        for spec in specs:
+            if spec.name in names:
+                failures.append((str(file), f"pipeline name {spec.name!r} already used by {names[spec.name]}"))
+                continue
+            names[spec.name] = str(file)
+            pipelines.append(spec)
+    return pipelines, failures
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+@dataclass
+class BenchmarkConfig:
+    """What a benchmark run does (written to the results folder as ``config.json``).
+
+    Parameters
+    ----------
+    pipelines_dir : str
+        Folder (or file) of pipelines.
+    datasets : list of str
+        Dataset names (see :data:`DATASETS`).
+    subjects : list of int or None
+        Subjects to run (None: :data:`DEFAULT_SUBJECTS`, or every subject with ``full``).
+    pipelines : list of str or None
+        Pipeline names to run (None: every pipeline found).
+    evaluation : str
+        A key of :data:`EVALUATIONS`.
+    out : str
+        Results folder.
+    n_jobs : int
+        Folds evaluated in parallel (joblib; with a Dask scheduler, -1 means every worker).
+    scheduler : str or None
+        Dask scheduler address, ``"local"`` for a local cluster, or None (no Dask).
+    full : bool
+        The full study: every subject (unless ``subjects`` names some).
+    """
+
+    pipelines_dir: str = "pipelines"
+    datasets: list = field(default_factory=lambda: ["eegmmidb"])
+    subjects: list | None = None
+    pipelines: list | None = None
+    evaluation: str = "within-session"
+    out: str = "benchmarks/results/benchmark"
+    n_jobs: int = 1
+    scheduler: str | None = None
+    full: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _select_pipelines(found, wanted):
+    if not wanted:
+        return list(found)
+    names = {p.name for p in found}
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise ValueError(f"unknown pipeline(s) {unknown}; pipelines found: {sorted(names)}")
+    return [p for p in found if p.name in wanted]
+
+
+def _select_subjects(dataset, subjects, full):
+    if subjects is None:
+        return list(dataset.subjects) if full else [s for s in DEFAULT_SUBJECTS if s in dataset.subjects]
+    lacking = [s for s in subjects if s not in dataset.subjects]
+    if lacking:
+        raise ValueError(f"{dataset.name}: subject(s) {lacking} are not available offline; "
+                         f"available: {list(dataset.subjects)}")
+    return [int(s) for s in subjects]
+
+
+# -- one fold: pure functions that run in workers -----------------------------------------
+
+def _plain_result(res: dict, evaluation: str, dataset_name: str, fold: int, n_folds: int, n_subject_rows: int,
+                  metric: str) -> dict:
+    row = {"evaluation": evaluation, "dataset": dataset_name, "pipeline": res["pipeline"],
+           "subject": int(res["subject"]), "session": str(res["session"]), "fold": int(fold),
+           "n_folds": int(n_folds), "n_subject_rows": int(n_subject_rows), "score": float(res["score"]), "metric": metric,
+           "fit_time": float(res["time"]), "n_train": int(res["n_samples"]),
+           "n_test": int(res["n_samples_test"]), "n_channels": int(res["n_channels"]),
+           "moabb_dataset": res["dataset"].code}
+    row.update({k: float(v) for k, v in res.items() if k.startswith("score_")})
+    return row
+
+
+def score_fold(X, y, metadata, task: dict, *, evaluation: str, dataset_name: str, fold: int, n_folds: int,
+               n_subject_rows: int, metric: str) -> list[dict]:
+    """Fit and score one (pipeline, fold) task with MOABB's own fold function.
+
+    Pure: it depends only on its arguments, so it runs the same in-process, under loky or on
+    a Dask worker. BLAS runs on one thread (folds are the unit of parallelism).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_trials, n_channels, n_times)
+        One subject's (or, for cross-subject, every subject's) epochs, as the paradigm gives them.
+    y : ndarray of shape (n_trials,)
+    metadata : DataFrame
+        The paradigm's metadata (``subject``, ``session``, ``run``), index 0..n_trials-1.
+    task : dict
+        One entry of MOABB's ``BaseEvaluation._build_task_list``.
+    evaluation, dataset_name, metric : str
+        Written into the rows.
+    fold, n_folds : int
+        Fold number within its subject/session and the number of such folds.
+    n_subject_rows : int
+        Rows the subject has once every fold is stored (how a rerun knows it is complete).
+
+    Returns
+    -------
+    rows : list of dict
+        One row per test session (one, except for cross-subject on multi-session data).
+    """
+    from moabb.evaluations.base import _evaluate_fold
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = _evaluate_fold(X, y, metadata, **task)
+    return [_plain_result(r, evaluation, dataset_name, fold, n_folds, n_subject_rows, metric) for r in results]
+
+
+def score_pseudo_online(pipeline, name: str, windows, *, dataset_name: str, train_every: int) -> list[dict]:
+    """Pseudo-online evaluation of one pipeline on one subject's windows (leave one run out).
+
+    Returns one row per fold; ``score`` is the nMCC (chance 0), the other metrics follow it.
+    """
+    from .pseudo_online import pseudo_online_evaluate
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        scores = pseudo_online_evaluate({name: pipeline}, windows, train_every=train_every)
+    n_folds = len(scores)
+    rows = []
+    for r in scores.to_dict("records"):
+        rows.append({"evaluation": "pseudo-online", "dataset": dataset_name, "pipeline": name,
+                     "subject": int(r["subject"]), "session": "0", "fold": int(r["fold"]), "n_folds": n_folds,
+                     "n_subject_rows": n_folds,
+                     "score": float(r["nmcc"]), "metric": "nmcc", "fit_time": float(r["fit_time"]),
+                     "n_train": int(r["n_train"]), "n_test": int(r["n_test"]), "test_runs": r["test_runs"],
+                     "itr": float(r["itr"]), "balanced_accuracy": float(r["balanced_accuracy"]),
+                     "accuracy": float(r["accuracy"])})
+    return rows
+
+
+def _guarded(func, *args, **kwargs):
+    """Run a fold function; return ("ok", rows) or ("error", message) instead of raising."""
+    try:
+        return "ok", func(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - one failing pipeline must not stop the run
+        return "error", f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+
+
+# -- planning: which folds to run ------------------------------------------------------------
+
+@dataclass
+class _Unit:
+    """One schedulable piece of work and the identity of the rows it writes."""
+
+    pipeline: str
+    subject: int
+    func: Callable
+    args: tuple
+    kwargs: dict
+    keys: list = field(default_factory=list)
+
+
+class _Planner:
+    """Yields the units of a run lazily (data are loaded just before their folds are sent)."""
+
+    def __init__(self, config, datasets, pipelines, subjects, scratch, done, failed):
+        self.config, self.datasets, self.pipelines = config, datasets, pipelines
+        self.subjects, self.scratch, self.done, self.failed = subjects, scratch, done, failed
+        self.n_skipped = 0
+        self.n_planned = 0
+        self.on_plan = None  # callback(n_new_units) for the progress bar
+
+    def _planned(self, n):
+        self.n_planned += n
+        if self.on_plan is not None and n:
+            self.on_plan(n)
+
+    def _complete(self, ds, pipeline, subject, done_counts):
+        """A subject whose folds are all stored for this pipeline (from the rows' n_folds)."""
+        key = (self.config.evaluation, ds.name, pipeline, subject)
+        count, needed = done_counts.get(key, (0, None))
+        return needed is not None and count >= needed
+
+    def _done_counts(self):
+        counts = {}
+        for row in self.done.values():
+            key = (row["evaluation"], row["dataset"], row["pipeline"], int(row["subject"]))
+            count, _ = counts.get(key, (0, None))
+            counts[key] = (count + 1, int(row["n_subject_rows"]))
+        return counts
+
+    def __iter__(self):
+        evaluation = self.config.evaluation
+        counts = self._done_counts()
+        for ds in self.datasets:
+            pipes = {p.name: p for p in self.pipelines[ds.name]}
+            if not pipes:
+                continue
+            subjects = self.subjects[ds.name]
+            if evaluation == "pseudo-online":
+                yield from self._pseudo_online(ds, pipes, subjects, counts)
+            else:
+                yield from self._moabb(ds, pipes, subjects, counts)
+
+    def _moabb(self, ds, pipes, subjects, counts):
+        import moabb.evaluations as moabb_evaluations
+        from moabb.benchmark import _get_paradigm_instance
+
+        evaluation = self.config.evaluation
+        cls = getattr(moabb_evaluations, f"{EVALUATIONS[evaluation]}Evaluation")
+        with offline_moabb(self.scratch), _quiet():
+            dataset = ds.make()
+            dataset.subject_list = list(subjects)
+            paradigm = _get_paradigm_instance(ds.paradigm, {ds.paradigm: ds.paradigm_kwargs})
+            metric = paradigm.scoring if isinstance(paradigm.scoring, str) else "score"
+            evaluator = cls(paradigm=paradigm, datasets=[dataset], random_state=RANDOM_STATE, n_jobs=1,
+                            hdf5_path=str(self.scratch / "moabb_results"), overwrite=True, error_score="raise")
+            process_pipeline = paradigm.make_process_pipelines(dataset)[0]
+            param_grid = {p.name: p.param_grid for p in pipes.values() if p.param_grid}
+            # Cross-subject folds need every subject at once; the others go one subject at a time,
+            # which gives the same folds since MOABB's splitters reseed every subject and session.
+            groups = [list(subjects)] if evaluation == "cross-subject" else [[s] for s in subjects]
+            for group in groups:
+                todo = {n: p for n, p in pipes.items()
+                        if n not in self.failed and not all(self._complete(ds, n, s, counts) for s in group)}
+                if not todo:
+                    self.n_skipped += sum(counts.get((evaluation, ds.name, n, s), (0, 0))[0]
+                                          for n in pipes for s in group)
+                    continue
+                estimators = {n: p.pipeline for n, p in todo.items()}
+                # Data load here, under the offline settings of this process: MOABB's own joblib calls
+                # must not follow a Dask backend to workers that lack them (and would download).
+                with parallel_config(backend="sequential"):
+                    X, y, metadata = evaluator._load_data(dataset, estimators, process_pipeline, None,
+                                                          subjects=group)
+                metadata = metadata.reset_index(drop=True)
+                splitter = evaluator._create_splitter()
+                work_plan = {s: estimators for s in group}
+                tasks = evaluator._build_task_list(dataset, X, y, metadata, splitter, work_plan, estimators,
+                                                   param_grid or None)
+                yield from self._fold_units(ds, X, y, metadata, tasks, metric, counts)
+
+    def _fold_units(self, ds, X, y, metadata, tasks, metric, counts):
+        evaluation = self.config.evaluation
+        # Number folds within the unit MOABB scores: a subject's session (within-session),
+        # a subject (cross-session) or the held-out subject (cross-subject).
+        def group_of(task):
+            if evaluation == "within-session":
+                return (task["subject"], str(task["session"]))
+            return (task["subject"],)
+
+        folds_of = {}
+        for task in tasks:
+            folds = folds_of.setdefault((task["pipeline_name"], group_of(task)), [])
+            if task["cv_ind"] not in folds:
+                folds.append(task["cv_ind"])
+        # Rows a subject has once complete (cross-subject: one per session of the held-out subject).
+        subject_rows = {}
+        for (name, group), folds in folds_of.items():
+            n = len(folds)
+            if evaluation == "cross-subject":
+                n = metadata.loc[metadata["subject"] == group[0], "session"].nunique()
+            subject_rows[(name, group[0])] = subject_rows.get((name, group[0]), 0) + n
+        units = []
+        for task in tasks:
+            name, subject = task["pipeline_name"], int(task["subject"])
+            fold = folds_of[(name, group_of(task))].index(task["cv_ind"])
+            session = str(task["session"]) if evaluation == "within-session" else None
+            prefix = (evaluation, ds.name, name, subject)
+            if any(k[:4] == prefix and k[5] == fold and (session is None or k[4] == session) for k in self.done):
+                self.n_skipped += 1
+                continue
+            units.append(_Unit(name, subject, score_fold, (X, y, metadata, task),
+                               {"evaluation": evaluation, "dataset_name": ds.name, "fold": fold,
+                                "n_folds": len(folds_of[(name, group_of(task))]),
+                                "n_subject_rows": subject_rows[(name, task["subject"])], "metric": metric}))
+        self._planned(len(units))
+        yield from units
+
+    def _pseudo_online(self, ds, pipes, subjects, counts):
+        from ..data.stream import sliding_windows
+
+        if ds.streams is None:
+            raise ValueError(f"dataset {ds.name} has no continuous streams for the pseudo-online evaluation")
+        for subject in subjects:
+            todo = [n for n in pipes if n not in self.failed and not self._complete(ds, n, subject, counts)]
+            self.n_skipped += sum(counts.get(("pseudo-online", ds.name, n, subject), (0, 0))[0]
+                                  for n in pipes if n not in todo)
+            if not todo:
+                continue
+            with parallel_config(backend="sequential"):
+                windows = sliding_windows(ds.streams(subject), PSEUDO_ONLINE["window_s"], PSEUDO_ONLINE["step_s"])
+            units = [_Unit(n, subject, score_pseudo_online, (pipes[n].pipeline, n, windows),
+                           {"dataset_name": ds.name, "train_every": PSEUDO_ONLINE["train_every"]}) for n in todo]
+            self._planned(len(units))
+            yield from units
+
+
+# -- the run -------------------------------------------------------------------------------
+
+def _describe(config, datasets, pipelines, subjects, failures, stream):
+    lines = [f"neurodecode benchmark: evaluation {config.evaluation}, results in {config.out}",
+             f"  pipelines from {config.pipelines_dir}:"]
+    for ds in datasets:
+        lines.append(f"  dataset {ds.name} ({ds.paradigm}), subjects {subjects[ds.name]}")
+        lines.append(f"    pipelines: {[p.name for p in pipelines[ds.name]] or 'none listing ' + ds.paradigm}")
+    if config.subjects is None and not config.full:
+        lines.append("  default subjects: add --full for every subject, or --subjects 1-20")
+    for file, message in failures:
+        lines.append(f"  SKIPPED pipeline file {file}: {message.splitlines()[0]}")
+    where = config.scheduler or ("this process" if config.n_jobs == 1 else f"{config.n_jobs} local processes")
+    lines.append(f"  folds run on: {where}")
+    print("\n".join(lines), file=stream, flush=True)
+
+
+def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, stream=None) -> pd.DataFrame:
+    """Run a benchmark, appending each finished fold to ``config.out``; skip stored folds.
+
+    Parameters
+    ----------
+    config : BenchmarkConfig
+    progress : bool
+        Show a tqdm bar over folds (on stderr).
+    stream : file-like or None
+        Where the configuration and the summary are printed (default: stdout).
+
+    Returns
+    -------
+    results : DataFrame
+        Every row stored in ``config.out`` for this run's evaluation, datasets, pipelines and
+        subjects (rows of earlier runs included), one per fold and session.
+    """
+    from .scaleout import joblib_backend
+
+    stream = stream or sys.stdout
+    if config.evaluation not in EVALUATIONS:
+        raise ValueError(f"unknown evaluation {config.evaluation!r}; choose one of {list(EVALUATIONS)}")
+    datasets = resolve_datasets(config.datasets)
+    found, failures = load_pipelines(config.pipelines_dir)
+    chosen = _select_pipelines(found, config.pipelines)
+    pipelines = {ds.name: [p for p in chosen if ds.paradigm in p.paradigms] for ds in datasets}
+    subjects = {ds.name: _select_subjects(ds, config.subjects, config.full) for ds in datasets}
+    _describe(config, datasets, pipelines, subjects, failures, stream)
+
+    out = Path(config.out)
+    store = ResultStore(out)
+    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), "host": platform.node(),
+           **config.to_dict(), "subjects_run": subjects,
+           "pipelines_run": {k: [p.name for p in v] for k, v in pipelines.items()},
+           "pipeline_files": {p.name: p.source for p in chosen}, "pipeline_load_failures": failures}
+    store.record_run(run)
+    done = {row_key(r): r for r in store.rows()}
+    failed: dict[str, str] = {}
+    n_written = 0
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="moabb-scratch-", dir=out) as scratch:
+        planner = _Planner(config, datasets, pipelines, subjects, Path(scratch), done, failed)
+        bar = tqdm(total=0, desc="folds", unit="fold", disable=not progress, file=sys.stderr)
+
+        def grow(n):
+            bar.total += n
+            bar.refresh()
+
+        planner.on_plan = grow
+        units = (u for u in planner if u.pipeline not in failed)
+        with joblib_backend(config.scheduler) as n_jobs_default:
+            n_jobs = config.n_jobs if config.scheduler is None else (n_jobs_default if config.n_jobs in (1, -1)
+                                                                     else config.n_jobs)
+            parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")
+            calls = ((delayed(_tagged)(u.pipeline, u.subject, u.func, *u.args, **u.kwargs)) for u in units)
+            for pipeline, subject, (status, payload) in parallel(calls):
+                bar.update(1)
+                if status == "ok":
+                    n_written += store.append(payload)
+                else:
+                    if pipeline not in failed:
+                        failed[pipeline] = payload.splitlines()[0]
+                        tqdm.write(f"pipeline {pipeline!r} failed on subject {subject}: {failed[pipeline]}; "
+                                   "skipping its remaining folds", file=stream)
+                    store.append_error({"pipeline": pipeline, "subject": subject, "error": payload,
+                                        "evaluation": config.evaluation, "time": time.time()})
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    results = _select_rows(store.to_frame(), config.evaluation, pipelines, subjects)
+    print(f"{n_written} fold row(s) written, {planner.n_skipped} already stored (skipped), "
+          f"{len(failed)} pipeline(s) failed, in {elapsed:.1f} s", file=stream, flush=True)
+    for name, message in failed.items():
+        print(f"  FAILED {name}: {message}", file=stream)
+    if not results.empty:
+        summary = results.groupby(["dataset", "pipeline"])["score"].agg(["mean", "std", "count"])
+        print(summary.round(3).to_string(), file=stream, flush=True)
+    results.attrs.update({"failed": failed, "load_failures": failures, "written": n_written,
+                          "skipped": planner.n_skipped, "seconds": elapsed})
+    return results
+
+
+def _tagged(pipeline, subject, func, *args, **kwargs):
+    return pipeline, subject, _guarded(func, *args, **kwargs)
+
+
+def _select_rows(frame: pd.DataFrame, evaluation, pipelines, subjects) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    keep = np.zeros(len(frame), dtype=bool)
+    for ds, pipes in pipelines.items():
+        keep |= ((frame["evaluation"] == evaluation) & (frame["dataset"] == ds)
+                 & frame["pipeline"].isin([p.name for p in pipes]) & frame["subject"].isin(subjects[ds])).to_numpy()
+    order = ["dataset", "pipeline", "subject", "session", "fold"]
+    return frame[keep].sort_values(order).reset_index(drop=True)
+
+
+def session_scores(results: pd.DataFrame) -> pd.DataFrame:
+    """Fold rows averaged per (dataset, pipeline, subject, session), as MOABB reports them.
+
+    For within-session results this is MOABB's score: the mean of the session's folds.
+    """
+    cols = ["evaluation", "dataset", "pipeline", "subject", "session"]
+    ordered = results.sort_values(cols + ["fold"])
+    return ordered.groupby(cols, sort=True).agg(score=("score", "mean"), fit_time=("fit_time", "mean"),
+                                                n_folds=("fold", "count")).reset_index()
+
+
+def load_results(out) -> pd.DataFrame:
+    """Every result row stored in a results folder."""
+    return ResultStore(out).to_frame()
+
+
+__all__ = ["BenchmarkConfig", "BenchmarkDataset", "DATASETS", "DEFAULT_SUBJECTS", "EVALUATIONS", "PipelineSpec",
+           "load_pipelines", "load_results", "offline_moabb", "resolve_datasets", "run_benchmark", "score_fold",
+           "score_pseudo_online", "session_scores"]

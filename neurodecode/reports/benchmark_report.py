@@ -1,0 +1,204 @@
+"""The benchmark report: score tables, MOABB's statistics, a score plot, a ranking plot, one HTML page.
+
+Built from the fold rows of :func:`~neurodecode.evaluation.benchmark.run_benchmark` (or a
+results folder). Folds are first averaged per subject and session, as MOABB reports scores;
+the statistics are MOABB's own (``moabb.analysis.meta_analysis``): paired comparisons of
+pipelines over subjects (permutation test under 20 subjects, Wilcoxon above), standardised
+mean differences, and their combination across datasets (Stouffer).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from ..evaluation.benchmark import load_results, session_scores
+
+
+def _frame(results) -> pd.DataFrame:
+    if isinstance(results, (str, Path)):
+        results = load_results(results)
+    if not isinstance(results, pd.DataFrame) or results.empty:
+        raise ValueError("no benchmark results to report (an empty table or folder)")
+    missing = {"dataset", "pipeline", "subject", "session", "fold", "score"} - set(results.columns)
+    if missing:
+        raise ValueError(f"results lack column(s) {sorted(missing)}")
+    if "evaluation" not in results.columns:
+        results = results.assign(evaluation="within-session")
+    return results
+
+
+def dataset_table(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and pipeline: mean and std of subject scores, subjects, mean fit time (s)."""
+    per_subject = sessions.groupby(["evaluation", "dataset", "pipeline", "subject"])[["score", "fit_time"]].mean()
+    grouped = per_subject.groupby(["evaluation", "dataset", "pipeline"])
+    table = pd.DataFrame({"mean": grouped["score"].mean(), "std": grouped["score"].std(ddof=1),
+                          "subjects": grouped["score"].count(), "fit_time_s": grouped["fit_time"].mean()})
+    return table.sort_values(["evaluation", "dataset", "mean"], ascending=[True, True, False])
+
+
+def subject_table(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Subject x pipeline table of scores (sessions averaged), one block per dataset."""
+    return sessions.pivot_table(index=["evaluation", "dataset", "subject"], columns="pipeline", values="score",
+                                aggfunc="mean")
+
+
+def pipeline_ranks(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Mean rank of each pipeline over subjects (1 = best score on that subject)."""
+    table = subject_table(sessions)
+    ranks = table.rank(axis=1, ascending=False, method="average")
+    return ranks.mean(axis=0).sort_values().to_frame("mean_rank").assign(
+        wins=(ranks == 1).sum(axis=0))
+
+
+def statistics(sessions: pd.DataFrame):
+    """MOABB's pairwise statistics; None when fewer than 2 pipelines or 2 subjects.
+
+    Returns
+    -------
+    stats : DataFrame
+        ``compute_dataset_statistics``: dataset, pipe1, pipe2, p, smd, nsub.
+    p_values, effects : DataFrame of shape (n_pipelines, n_pipelines)
+        ``find_significant_differences``: combined over datasets.
+    """
+    from moabb.analysis.meta_analysis import compute_dataset_statistics, find_significant_differences
+
+    frame = sessions[["dataset", "pipeline", "subject", "session", "score"]]
+    if frame["pipeline"].nunique() < 2 or frame["subject"].nunique() < 2:
+        return None
+    stats = compute_dataset_statistics(frame)
+    p_values, effects = find_significant_differences(stats)
+    return stats, p_values, effects
+
+
+def _score_plot(sessions, path, metric):
+    import matplotlib.pyplot as plt
+    from moabb.analysis.plotting import score_plot
+
+    chance = 0.5 if metric in ("roc_auc", "accuracy") else None
+    with warnings.catch_warnings():
+        # MOABB's palette has six colours whatever the number of pipelines; seaborn says so each time.
+        warnings.simplefilter("ignore", UserWarning)
+        fig, _ = score_plot(sessions[["dataset", "pipeline", "subject", "session", "score"]], chance_level=chance)
+    if metric == "nmcc":
+        fig.axes[0].set_ylim(-100, 100)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _ranking_plot(ranks, path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(ranks) + 1.5))
+    ax.barh(ranks.index[::-1], ranks["mean_rank"][::-1], color="#3b7dd8")
+    for y, (rank, wins) in enumerate(zip(ranks["mean_rank"][::-1], ranks["wins"][::-1])):
+        ax.text(rank, y, f" {rank:.2f} ({wins} best)", va="center")
+    ax.set_xlabel("mean rank over subjects (1 = best)")
+    ax.set_xlim(0, len(ranks) + 0.8)
+    ax.set_title("Pipeline ranking")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _stats_plots(stats, p_values, effects, out):
+    import matplotlib.pyplot as plt
+    from moabb.analysis.plotting import meta_analysis_plot, summary_plot
+
+    files = {}
+    fig = summary_plot(p_values.copy(), effects.copy())
+    fig.savefig(out / "significance.png", dpi=70, bbox_inches="tight")
+    plt.close(fig)
+    files["significance"] = "significance.png"
+    # The meta-analysis plot compares the two best pipelines (by mean effect against the others).
+    best = effects.mean(axis=1).sort_values(ascending=False).index[:2].tolist()
+    fig = meta_analysis_plot(stats, best[0], best[1])
+    fig.savefig(out / "meta_analysis.png", dpi=70, bbox_inches="tight")
+    plt.close(fig)
+    files["meta_analysis"] = "meta_analysis.png"
+    return files
+
+
+def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
+
+
+def write_report(results, out) -> Path:
+    """Write tables (CSV), plots (PNG) and ``index.html`` for benchmark results.
+
+    Parameters
+    ----------
+    results : DataFrame or str or Path
+        Fold rows (from :func:`~neurodecode.evaluation.benchmark.run_benchmark`) or a results folder.
+    out : str or Path
+        Report folder (created).
+
+    Returns
+    -------
+    index : Path
+        The HTML page; next to it ``scores.png``, ``ranking.png``, with two or more
+        pipelines and subjects ``significance.png`` and ``meta_analysis.png``, and the CSV
+        files ``datasets.csv``, ``subjects.csv``, ``ranking.csv``, ``statistics.csv``.
+    """
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    results = _frame(results)
+    # MOABB logs a warning when dataset names are too short to shorten; nothing to act on.
+    logging.getLogger("moabb.analysis.plotting").setLevel(logging.ERROR)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sessions = session_scores(results)
+    metrics = sorted(results["metric"].dropna().unique()) if "metric" in results.columns else ["score"]
+    metric = metrics[0] if len(metrics) == 1 else "score"
+
+    datasets = dataset_table(sessions)
+    subjects = subject_table(sessions)
+    ranks = pipeline_ranks(sessions)
+    datasets.to_csv(out / "datasets.csv")
+    subjects.to_csv(out / "subjects.csv")
+    ranks.to_csv(out / "ranking.csv")
+    _score_plot(sessions, out / "scores.png", metric)
+    _ranking_plot(ranks, out / "ranking.png")
+    figures = {"scores": "scores.png", "ranking": "ranking.png"}
+    stats = statistics(sessions)
+    stats_html = "<p>Statistics need at least two pipelines and two subjects.</p>"
+    if stats is not None:
+        stats_table, p_values, effects = stats
+        stats_table.to_csv(out / "statistics.csv", index=False)
+        figures.update(_stats_plots(stats_table, p_values, effects, out))
+        stats_html = (
+            "<h3>Combined over datasets: p-values (row better than column)</h3>" + _html_table(p_values, 4)
+            + "<h3>Standardised mean differences (row minus column)</h3>" + _html_table(effects, 2)
+            + "<h3>Per dataset</h3>" + _html_table(stats_table.drop(columns=["index"], errors="ignore"), 4))
+
+    n_folds = len(results)
+    evaluations = ", ".join(sorted(results["evaluation"].unique()))
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>neurodecode benchmark report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table.t{{border-collapse:collapse}}
+table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} img{{max-width:100%}}</style>
+</head><body>
+<h1>Benchmark report</h1>
+<p>Evaluation: {html.escape(evaluations)}; metric: {html.escape(", ".join(metrics))};
+{results['pipeline'].nunique()} pipeline(s), {results['subject'].nunique()} subject(s), {n_folds} fold row(s).
+Scores are fold means per subject and session, as MOABB reports them.</p>
+<h2>Per dataset</h2>{_html_table(datasets)}
+<h2>Scores</h2><img src="{figures['scores']}" alt="score plot">
+<h2>Pipeline ranking</h2><img src="{figures['ranking']}" alt="ranking plot">{_html_table(ranks, 2)}
+<h2>Statistics (MOABB meta-analysis)</h2>{stats_html}
+{''.join(f'<img src="{figures[k]}" alt="{k}">' for k in ("significance", "meta_analysis") if k in figures)}
+<h2>Per subject</h2>{_html_table(subjects)}
+</body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page)
+    return index
+
+
+__all__ = ["dataset_table", "pipeline_ranks", "statistics", "subject_table", "write_report"]
