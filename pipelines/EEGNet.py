@@ -1,40 +1,16 @@
 """EEGNet (Lawhern et al., 2018) through braindecode's ``EEGClassifier``, as a MOABB pipeline.
 
-The network's input size (channels, samples, classes) is read from the data at fit time, so
-the same file serves any motor-imagery dataset. It trains on the GPU when torch sees one,
-else on the CPU. ``NEURODECODE_DEEP_EPOCHS`` sets the number of training epochs (default 10:
-few enough to finish on a 2-core CPU; papers train for hundreds).
+Input size is read from the data at fit time; it trains on the GPU when torch sees one.
+``NEURODECODE_DEEP_EPOCHS`` sets the epochs (default 10).
 """
 
-import functools
-import os
-
-import numpy as np
-import torch
-from braindecode import EEGClassifier
 from braindecode.models import EEGNet
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
 
-EPOCHS = int(os.environ.get("NEURODECODE_DEEP_EPOCHS", "10"))
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+from neurodecode.models import deep_pipeline
 
 PIPELINE = {
     "name": "EEGNet",
     "paradigms": ["LeftRightImagery", "MotorImagery"],
     "citations": ["https://doi.org/10.1088/1741-2552/aace8c"],
-    "pipeline": make_pipeline(
-        # MOABB hands out float64 microvolts; the network's weights are float32.
-        FunctionTransformer(functools.partial(np.asarray, dtype=np.float32)),
-        EEGClassifier(
-            EEGNet,
-            max_epochs=EPOCHS,
-            batch_size=32,
-            optimizer=torch.optim.AdamW,
-            optimizer__lr=1e-3,
-            train_split=None,  # MOABB's folds already hold out the test trials
-            device=DEVICE,
-            verbose=0,
-        ),
-    ),
+    "pipeline": deep_pipeline(EEGNet, lr=1e-3),
 }

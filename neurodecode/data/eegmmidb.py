@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-import os
 import re
 from dataclasses import replace
 
 import mne
 import numpy as np
 
-from .cards import DatasetCard, get_card
+from .cards import DatasetCard, get_card, temporary_environ
 from .container import DecodingData
 from .errors import DataNotFoundError, EmptySelectionError, InvalidDataError
 from .recordings import epochs_to_data, find_events, load_many, read_raw, select_event_id
@@ -279,17 +278,8 @@ def moabb_offline_env():
     otherwise first ask the NEMAR mirror), then restores both on exit. MOABB only hashes
     files that exist; use :func:`physionet_mi_offline` so it never asks for a missing one.
     """
-    values = {"MNE_DATASETS_EEGBCI_PATH": str(_card().root()), "MOABB_DOWNLOAD_PROVIDER": "upstream"}
-    before = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
+    with temporary_environ({"MNE_DATASETS_EEGBCI_PATH": _card().root(), "MOABB_DOWNLOAD_PROVIDER": "upstream"}):
         yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def physionet_mi_offline(*, with_feet_runs: bool = False):

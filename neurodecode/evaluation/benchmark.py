@@ -39,6 +39,7 @@ from joblib import Parallel, delayed, parallel_config
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from ..data.cards import temporary_environ
 from ..data.eegmmidb import EEGMMIDB_SUBJECTS, moabb_offline_env, physionet_mi_offline
 from .results import ResultStore, row_key
 
@@ -113,18 +114,8 @@ def offline_moabb(scratch):
     """
     scratch = Path(scratch)
     (scratch / "home").mkdir(parents=True, exist_ok=True)
-    values = {"MNE_DATA": str(scratch), "_MNE_FAKE_HOME_DIR": str(scratch / "home")}
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        with moabb_offline_env():
-            yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with temporary_environ({"MNE_DATA": scratch, "_MNE_FAKE_HOME_DIR": scratch / "home"}), moabb_offline_env():
+        yield
 
 
 @contextlib.contextmanager
