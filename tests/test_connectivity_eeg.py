@@ -149,7 +149,7 @@ def test_errors_are_clear():
         EEGConnectivity(method="pli", sfreq=SFREQ).fit(X)
     with pytest.raises(ValueError, match="output must be one of"):
         EEGConnectivity(output="graph", sfreq=SFREQ).fit(X)
-    with pytest.raises(ValueError, match=r"shape \(n_trials, n_channels, n_times\); got \(3, 481\)"):
+    with pytest.raises(ValueError, match=r"shape \(n_trials, n_channels, n_times\); got 2-D shape \(3, 481\)"):
         EEGConnectivity(sfreq=SFREQ).fit(X[0])
     with pytest.raises(ValueError, match="at least 2 channels"):
         EEGConnectivity(sfreq=SFREQ).fit(X[:, :1])

@@ -83,7 +83,7 @@ def test_errors_are_clear():
         BandPower(sfreq=SFREQ, bands={"gamma": (30, 90)}).fit(X)
     with pytest.raises(ValueError, match="method must be"):
         BandPower(sfreq=SFREQ, method="fft").fit(X)
-    with pytest.raises(ValueError, match=r"shape \(n_trials, n_channels, n_times\); got \(3, 481\)"):
+    with pytest.raises(ValueError, match=r"shape \(n_trials, n_channels, n_times\); got 2-D shape \(3, 481\)"):
         BandPower(sfreq=SFREQ).fit(X[0])
     bad = X.copy()
     bad[1, 0, 5] = np.nan

@@ -27,7 +27,7 @@ def check_signals(X, name: str, *, n_channels: int | None = None, min_times: int
     """Validate trials of shape (n_trials, n_channels, n_times) and return them as float64."""
     X = _as_float_array(X, name)
     if X.ndim != 3:
-        raise ValueError(f"{name}: X must have shape (n_trials, n_channels, n_times); got {X.shape}")
+        raise ValueError(f"{name}: X must have shape (n_trials, n_channels, n_times); got {X.ndim}-D shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name}: X holds no trial")
     if n_channels is not None and X.shape[1] != n_channels:

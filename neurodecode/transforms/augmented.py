@@ -26,6 +26,7 @@ from sklearn.svm import SVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import check_signals
 from ..geometry import (ESTIMATORS, covariances, ledoit_wolf_shrinkage_from_moments, oas_shrinkage, shrink,
                         tangent_space)
 
@@ -85,20 +86,6 @@ def delay_embed(X, order: int, lag: int):
     if isinstance(X, torch.Tensor):
         return torch.cat(blocks, dim=-2)
     return np.concatenate(blocks, axis=-2)
-
-
-def _check_trials(X, what: str = "X") -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 3:
-        raise ValueError(f"{what} must have shape (n_trials, n_channels, n_times); got {X.ndim}-D shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise ValueError(f"{what} must be numeric; got dtype {X.dtype}")
-    X = X.astype(np.float64, copy=False)
-    bad = ~np.isfinite(X).all(axis=(1, 2))
-    if bad.any():
-        raise ValueError(f"{what} holds NaN or infinite values in {int(bad.sum())} trial(s) "
-                         f"(first: trial {int(np.flatnonzero(bad)[0])})")
-    return X
 
 
 def _check_estimator(estimator) -> None:
@@ -165,7 +152,7 @@ class LaggedProducts:
     """
 
     def __init__(self, X, max_delay: int):
-        X = _check_trials(X)
+        X = check_signals(X, type(self).__name__)
         n_times = X.shape[-1]
         if not 0 <= max_delay <= n_times - 2:
             raise ValueError(f"max_delay must be in [0, n_times - 2 = {n_times - 2}]; got {max_delay}")
@@ -273,7 +260,7 @@ class AugmentedCovariance(TransformerMixin, BaseEstimator):
     def _validate(self, X) -> np.ndarray:
         _check_order_lag(self.order, self.lag)
         _check_estimator(self.estimator)
-        X = _check_trials(X)
+        X = check_signals(X, type(self).__name__)
         _check_length(X.shape[-1], self.order, self.lag)
         return X
 
@@ -416,7 +403,7 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
         _check_estimator(self.estimator)
         if self.rule not in ("best", "one_se"):
             raise ValueError(f"rule must be 'best' or 'one_se'; got {self.rule!r}")
-        X = _check_trials(X)
+        X = check_signals(X, type(self).__name__)
         y = np.asarray(y)
         if y.shape != (X.shape[0],):
             raise ValueError(f"y must have shape ({X.shape[0]},) to match X; got {y.shape}")
@@ -481,7 +468,7 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
         C : ndarray of shape (n_trials, order_ * n_channels, order_ * n_channels)
         """
         check_is_fitted(self, "order_")
-        X = _check_trials(X)
+        X = check_signals(X, type(self).__name__)
         if X.shape[1] != self.n_channels_in_:
             raise ValueError(f"X has {X.shape[1]} channels; {self.n_channels_in_} were seen in fit")
         _check_length(X.shape[-1], self.order_, self.lag_)
