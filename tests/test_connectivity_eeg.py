@@ -181,14 +181,6 @@ def test_parameters_are_stored_unchanged():
     assert list(est.bands_) == ["8-12", "18-26"]
 
 
-@pytest.fixture(scope="module")
-def eegmmidb_two_subjects(dataset_dir):
-    from neurodecode.data.eegmmidb import load_eegmmidb
-
-    dataset_dir("eegmmidb")
-    return load_eegmmidb([1, 2], progress=False)
-
-
 @pytest.mark.slow
 def test_real_eegmmidb_equals_mne_and_node_strength_decodes(eegmmidb_two_subjects):
     data = eegmmidb_two_subjects

@@ -8,7 +8,6 @@ import torch
 from sklearn.covariance import empirical_covariance, ledoit_wolf, oas
 
 from neurodecode import geometry as g
-from neurodecode.data import load_eegmmidb
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -19,8 +18,8 @@ with warnings.catch_warnings():
 
 
 @pytest.fixture(scope="module")
-def trials(data_root):
-    return load_eegmmidb([1, 2]).X  # (90, 64, 481), µV
+def trials(eegmmidb_two_subjects):
+    return eegmmidb_two_subjects.X  # (90, 64, 481), µV
 
 
 @pytest.fixture(scope="module")

@@ -109,14 +109,6 @@ def test_parameters_are_stored_unchanged():
     assert est.bands is bands and clone(est).get_params() == est.get_params()
 
 
-@pytest.fixture(scope="module")
-def eegmmidb_two_subjects(dataset_dir):
-    from neurodecode.data.eegmmidb import load_eegmmidb
-
-    dataset_dir("eegmmidb")
-    return load_eegmmidb([1, 2], progress=False)
-
-
 @pytest.mark.slow
 def test_real_eegmmidb_band_power(eegmmidb_two_subjects):
     data = eegmmidb_two_subjects

@@ -273,6 +273,17 @@ def _window_starts(n_samples: int, n_window: int, n_step: int) -> np.ndarray:
     return np.arange(0, n_samples - n_window + 1, n_step, dtype=np.int64)
 
 
+def _plan_windows(stream: LabelledStream, window_s: float, step_s: float) -> tuple:
+    """Window length in samples, and each window's start, majority label and its share."""
+    sfreq = stream.info.sfreq
+    n_window, n_step = _n_samples(window_s, sfreq, "window_s"), _n_samples(step_s, sfreq, "step_s")
+    starts = _window_starts(stream.n_samples, n_window, n_step)
+    if starts.size == 0:
+        return n_window, starts, np.zeros(0, dtype=int), np.zeros(0)
+    labels, fractions = window_labels(stream.labels, starts, n_window, len(stream.info.class_names))
+    return n_window, starts, labels, fractions
+
+
 def iter_windows(stream: LabelledStream, window_s: float, step_s: float) -> Iterator[tuple]:
     """The windows of one stream in time order, one at a time.
 
@@ -287,12 +298,7 @@ def iter_windows(stream: LabelledStream, window_s: float, step_s: float) -> Iter
     fraction : float
         Share of the window that belongs to ``label``.
     """
-    sfreq = stream.info.sfreq
-    n_window, n_step = _n_samples(window_s, sfreq, "window_s"), _n_samples(step_s, sfreq, "step_s")
-    starts = _window_starts(stream.n_samples, n_window, n_step)
-    if starts.size == 0:
-        return
-    labels, fractions = window_labels(stream.labels, starts, n_window, len(stream.info.class_names))
+    n_window, starts, labels, fractions = _plan_windows(stream, window_s, step_s)
     for start, label, fraction in zip(starts, labels, fractions):
         yield int(start), stream.signal[:, start:start + n_window], int(label), float(fraction)
 
@@ -346,11 +352,9 @@ def sliding_windows(streams, window_s: float = 1.0, step_s: float = 0.125, *, ke
     parts = []
     for stream in _as_streams(streams):
         sfreq = stream.info.sfreq
-        n_window, n_step = _n_samples(window_s, sfreq, "window_s"), _n_samples(step_s, sfreq, "step_s")
-        starts = _window_starts(stream.n_samples, n_window, n_step)
+        n_window, starts, labels, fractions = _plan_windows(stream, window_s, step_s)
         if starts.size == 0:
             continue
-        labels, fractions = window_labels(stream.labels, starts, n_window, len(stream.info.class_names))
         keep = labels >= 0
         starts, labels, fractions = starts[keep], labels[keep], fractions[keep]
         view = np.lib.stride_tricks.sliding_window_view(stream.signal, n_window, axis=1)
