@@ -142,7 +142,7 @@ def test_two_concurrent_runs_share_one_folder(cheap_pipelines, reference, tmp_pa
 
 
 def test_dask_local_cluster_equals_single_process(cheap_pipelines, reference, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a declared dependency: missing means a broken install, not a skip
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         results = run_benchmark(BenchmarkConfig(pipelines_dir=str(cheap_pipelines), subjects=[1, 2],

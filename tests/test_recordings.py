@@ -90,8 +90,6 @@ def _write(raw, folder, fmt):
         path = folder / "run_raw.fif"
         raw.save(path, verbose="error")
         return path
-    if fmt == "eeglab":
-        pytest.importorskip("eeglabio", reason="mne.export needs eeglabio to write EEGLAB .set files")
     suffix = {"edf": ".edf", "bdf": ".bdf", "brainvision": ".vhdr", "eeglab": ".set"}[fmt]
     path = folder / f"run{suffix}"
     mne.export.export_raw(path, raw, fmt=fmt, verbose="error")
