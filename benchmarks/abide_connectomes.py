@@ -48,7 +48,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
-from neurodecode.data.abide import load_abide  # noqa: E402
+from neurodecode.data.datasets.abide import load_abide  # noqa: E402
 from neurodecode.transforms.connectivity_fmri import Connectome  # noqa: E402
 
 torch.set_num_threads(1)

@@ -54,7 +54,7 @@ from sklearn.model_selection import ParameterGrid, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
-from neurodecode.data.eegmmidb import EEGMMIDB_SUBJECTS, load_eegmmidb  # noqa: E402
+from neurodecode.data.datasets.eegmmidb import EEGMMIDB_SUBJECTS, load_eegmmidb  # noqa: E402
 from neurodecode.transforms.augmented import AugmentedCovariance, AugmentedCovarianceSelector  # noqa: E402
 
 torch.set_num_threads(1)

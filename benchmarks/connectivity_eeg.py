@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from mne_connectivity import spectral_connectivity_time
 
-from neurodecode.data.eegmmidb import load_eegmmidb
+from neurodecode.data.datasets.eegmmidb import load_eegmmidb
 from neurodecode.transforms.connectivity_eeg import METHODS, EEGConnectivity
 
 SFREQ = 160.0

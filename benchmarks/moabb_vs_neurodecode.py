@@ -35,8 +35,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pandas as pd  # noqa: E402
 
-from neurodecode.data.eegmmidb import physionet_mi_offline  # noqa: E402
-from neurodecode.evaluation.benchmark import (BenchmarkConfig, load_pipelines, offline_moabb,  # noqa: E402
+from neurodecode.data.datasets.eegmmidb import physionet_mi_offline  # noqa: E402
+from neurodecode.benchmark.runner import (BenchmarkConfig, load_pipelines, offline_moabb,  # noqa: E402
                                               run_benchmark, session_scores)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -29,7 +29,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 
 from neurodecode.data import read_eegmmidb_run  # noqa: E402
 from neurodecode.data.stream import eegmmidb_streams, sliding_windows  # noqa: E402
-from neurodecode.evaluation import StreamingDecoder, decode_stream  # noqa: E402
+from neurodecode.online import StreamingDecoder, decode_stream  # noqa: E402
 
 
 def pipelines(acm_orders) -> dict:

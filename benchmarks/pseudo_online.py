@@ -31,9 +31,10 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # noqa: E4
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
-from neurodecode.data.eegmmidb import EEGMMIDB_SUBJECTS  # noqa: E402
+from neurodecode.data.datasets.eegmmidb import EEGMMIDB_SUBJECTS  # noqa: E402
 from neurodecode.data.stream import eegmmidb_streams, sliding_windows  # noqa: E402
-from neurodecode.evaluation import moabb_offline_scores, pseudo_online_evaluate, side_by_side  # noqa: E402
+from neurodecode.benchmark.moabb_glue import moabb_offline_scores  # noqa
+from neurodecode.evaluation import pseudo_online_evaluate, side_by_side  # noqa: E402
 
 SETTINGS = {"1s/0.125s": (1.0, 0.125), "3s/1.5s": (3.0, 1.5)}
 # Fixed, not grid-tuned, so that the 20 subjects fit in minutes (MOABB's ACM grid takes hours).

@@ -82,7 +82,7 @@ def _subjects(text: str) -> list:
 
 
 def _add_benchmark_parser(sub) -> None:
-    from .evaluation.benchmark import DEFAULT_SUBJECTS, EVALUATIONS
+    from .benchmark.runner import DEFAULT_SUBJECTS, EVALUATIONS
 
     bench = sub.add_parser(
         "benchmark", help="run every pipeline of a folder on offline datasets, fold by fold, and write a report",
@@ -105,7 +105,7 @@ def _add_benchmark_parser(sub) -> None:
 
 
 def _benchmark(args) -> int:
-    from .evaluation.benchmark import BenchmarkConfig, run_benchmark
+    from .benchmark.runner import BenchmarkConfig, run_benchmark
     from .reports.benchmark_report import write_report
 
     config = BenchmarkConfig(pipelines_dir=args.pipelines_dir, datasets=args.datasets, subjects=args.subjects,

@@ -101,7 +101,7 @@ def isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def eegmmidb_two_subjects(dataset_dir):
     """eegmmidb subjects 1 and 2, left/right imagery as MOABB gives it: (90, 64, 481), loaded once."""
-    from neurodecode.data.eegmmidb import load_eegmmidb
+    from neurodecode.data.datasets.eegmmidb import load_eegmmidb
 
     dataset_dir("eegmmidb")
     return load_eegmmidb([1, 2], progress=False)

@@ -7,7 +7,6 @@ Cards are TOML files in the repository's ``datasets/`` folder (shipped inside th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -18,26 +17,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._utils.env import temporary_environ  # noqa: F401 - re-exported for loaders
 from .errors import ChecksumMismatchError, DataNotFoundError, NeurodecodeDataError
 
 DATA_ENV = "NEURODECODE_DATA"
 CACHE_ENV = "NEURODECODE_CACHE"
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def temporary_environ(values: dict):
-    """Set environment variables for the duration of a ``with`` block, then restore them."""
-    before = {key: os.environ.get(key) for key in values}
-    os.environ.update({key: str(value) for key, value in values.items()})
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def cards_dir() -> Path:

@@ -444,7 +444,7 @@ def eegmmidb_streams(subjects, runs: Sequence[int] = (4, 8, 12), *, fmin: float 
         One per subject and run, in that order; ``run`` is MOABB's run name (``"0"``-``"2"``)
         and ``physionet_run`` the PhysioNet number, as in :func:`load_eegmmidb`.
     """
-    from .eegmmidb import _MOABB_RUN_NAME, DATASET, LEFT_RIGHT_RUNS, read_eegmmidb_run
+    from .datasets.eegmmidb import _MOABB_RUN_NAME, DATASET, LEFT_RIGHT_RUNS, read_eegmmidb_run
 
     bad = [r for r in runs if r not in LEFT_RIGHT_RUNS]
     if bad:

@@ -210,67 +210,13 @@ def pseudo_online_evaluate(pipelines: Mapping[str, object], windows, *, cv=None,
     return scores, pd.concat(preds, ignore_index=True)
 
 
-# -- MOABB side by side ---------------------------------------------------------------------
-
-def moabb_offline_scores(pipelines: Mapping[str, object], subjects=None, *, fmin: float = 8.0, fmax: float = 32.0,
-                         with_idle: bool = False, n_jobs: int = 1, hdf5_path=None) -> pd.DataFrame:
-    """MOABB's offline ``WithinSessionEvaluation`` of the pipelines on the staged eegmmidb data.
-
-    Runs MOABB itself (``physionet_mi_offline()`` inside ``moabb_offline_env()``), never the
-    network.
-
-    Parameters
-    ----------
-    pipelines : dict of str to estimator
-    subjects : list of int or None
-        Subjects (default: the 20 staged ones).
-    fmin, fmax : float
-        MOABB's band-pass (zero-phase IIR on each run).
-    with_idle : bool
-        False: ``LeftRightImagery`` (left vs right fist, scored by ROC-AUC, MOABB's standard).
-        True: ``MotorImagery`` with events ``left_hand``, ``right_hand``, ``rest`` (3 classes,
-        cue-locked rest epochs as the idle class, scored by accuracy).
-    n_jobs : int
-    hdf5_path : str or None
-        Where MOABB caches results (default: a temporary folder, so nothing is reused).
-
-    Returns
-    -------
-    scores : DataFrame
-        MOABB's results: one row per subject, session and pipeline, with ``score``,
-        ``time``, ``samples``; plus ``metric`` (``"roc_auc"`` or ``"accuracy"``).
-    """
-    import tempfile
-
-    from moabb.evaluations import WithinSessionEvaluation
-    from moabb.paradigms import LeftRightImagery, MotorImagery
-
-    from ..data.eegmmidb import moabb_offline_env, physionet_mi_offline
-
-    with moabb_offline_env(), tempfile.TemporaryDirectory() as tmp:
-        dataset = physionet_mi_offline()
-        if subjects is not None:
-            dataset.subject_list = [int(s) for s in np.atleast_1d(subjects)]
-        if with_idle:
-            paradigm = MotorImagery(events=["left_hand", "right_hand", "rest"], n_classes=3, fmin=fmin, fmax=fmax)
-        else:
-            paradigm = LeftRightImagery(fmin=fmin, fmax=fmax)
-        evaluation = WithinSessionEvaluation(paradigm=paradigm, datasets=[dataset], overwrite=True,
-                                             hdf5_path=hdf5_path or tmp, n_jobs=n_jobs, random_state=42,
-                                             verbose="ERROR")
-        scores = evaluation.process(dict(pipelines))
-    scores = scores.copy()
-    scores["metric"] = "accuracy" if with_idle else "roc_auc"
-    return scores
-
-
 def side_by_side(offline: pd.DataFrame, online: pd.DataFrame) -> pd.DataFrame:
     """One table per pipeline: offline (MOABB) scores next to pseudo-online scores.
 
     Parameters
     ----------
     offline : DataFrame
-        Rows of :func:`moabb_offline_scores` (one or both metrics), columns ``pipeline``,
+        Rows of :func:`neurodecode.benchmark.moabb_glue.moabb_offline_scores` (one or both metrics), columns ``pipeline``,
         ``subject``, ``score``, ``metric``.
     online : DataFrame
         Rows of :func:`pseudo_online_evaluate`; an extra ``setting`` column (e.g. ``"1s/0.125s"``)
@@ -298,4 +244,4 @@ def side_by_side(offline: pd.DataFrame, online: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-__all__ = ["evaluate_fold", "pseudo_online_evaluate", "moabb_offline_scores", "side_by_side"]
+__all__ = ["evaluate_fold", "pseudo_online_evaluate", "side_by_side"]

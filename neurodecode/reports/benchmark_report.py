@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..evaluation.benchmark import load_results, session_scores
+from ..benchmark.runner import load_results, session_scores
 
 
 def _frame(results) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from sklearn.svm import SVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_signals
+from .._utils.checks import check_signals
 from ..geometry import (ESTIMATORS, covariances, ledoit_wolf_shrinkage_from_moments, oas_shrinkage, shrink,
                         tangent_space)
 

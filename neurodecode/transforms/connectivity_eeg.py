@@ -18,7 +18,7 @@ from mne.time_frequency import morlet, tfr_array_morlet, tfr_array_multitaper
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_signals
+from .._utils.checks import check_signals
 from .spectral import band_feature_names, band_masks, channel_names, check_bands
 
 METHODS = ("coh", "imcoh", "plv", "wpli")

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import ESTIMATORS, covariances, invsqrtm, log_map, mean_riemann
-from ._validation import check_signals
+from .._utils.checks import check_signals
 from .covariance import resolve_device
 
 KINDS = ("correlation", "partial correlation", "tangent", "covariance")

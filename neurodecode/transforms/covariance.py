@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import ESTIMATORS, covariances, mean_riemann, tangent_space
 from ..geometry._backend import to_tensor
-from ._validation import check_matrices, check_signals
+from .._utils.checks import check_matrices, check_signals
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 

@@ -13,7 +13,7 @@ from mne.time_frequency import psd_array_multitaper, psd_array_welch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_signals
+from .._utils.checks import check_signals
 
 #: The bands used when ``bands=None``: name -> (fmin, fmax) in Hz, both edges included.
 DEFAULT_BANDS = {"theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}

@@ -214,7 +214,7 @@ def test_moabb_loads_the_yaml_pipelines(tmp_path):
 
     from moabb.pipelines.utils import parse_pipelines_from_directory
 
-    folder = Path(__file__).parents[1] / "pipelines"
+    folder = Path(__file__).resolve().parents[2] / "pipelines"
     for name in ("CONN_SVM.yml", "BANDPOWER_LDA.yml"):  # others' files in pipelines/ are theirs to test
         shutil.copy(folder / name, tmp_path / name)
     configs = {c["name"]: c for c in parse_pipelines_from_directory(str(tmp_path))}

@@ -16,7 +16,7 @@ from sklearn.svm import SVC
 from neurodecode.transforms.augmented import (AugmentedCovariance, AugmentedCovarianceSelector, LaggedProducts,
                                               covariance_from_sums, delay_embed)
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 SKLEARN = {"scm": lambda z: empirical_covariance(z.T),
            "oas": lambda z: OAS().fit(z.T).covariance_,
            "lwf": lambda z: LedoitWolf().fit(z.T).covariance_}
@@ -24,7 +24,7 @@ SKLEARN = {"scm": lambda z: empirical_covariance(z.T),
 
 @pytest.fixture(scope="module")
 def subject1(dataset_dir):
-    from neurodecode.data.eegmmidb import load_eegmmidb
+    from neurodecode.data.datasets.eegmmidb import load_eegmmidb
 
     dataset_dir("eegmmidb")
     data = load_eegmmidb([1], progress=False)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .container import DecodingData, SignalInfo
-from .errors import (CorruptFileError, DataNotFoundError, EmptySelectionError, InvalidDataError,
+from ..container import DecodingData, SignalInfo
+from ..errors import (CorruptFileError, DataNotFoundError, EmptySelectionError, InvalidDataError,
                      NeurodecodeDataError, PartialLoadError, UnknownEventError)
 
 DATA_CHANNEL_TYPES = ("eeg", "mag", "grad", "seeg", "ecog", "dbs", "eog", "emg", "ecg", "misc")

@@ -10,7 +10,7 @@ import pytest
 from neurodecode.data import (CorruptFileError, DecodingData, EmptySelectionError, InvalidDataError,
                               PartialLoadError, UnknownEventError, find_events, get_card, load_many,
                               load_recording, read_raw)
-from neurodecode.data.recordings import epochs_to_data, select_event_id
+from neurodecode.data.io.recordings import epochs_to_data, select_event_id
 
 TRIUX = ("meg_elekta_triux_3ch_mne_testing", "test_elekta_3ch_raw.fif")
 EEGMMIDB_R04 = "MNE-eegbci-data/files/eegmmidb/1.0.0/S001/S001R04.edf"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import NetworkBlocked
-from neurodecode.data import eegmmidb
-from neurodecode.data.eegmmidb import (EEGMMIDB_ALL_IMAGERY_SUBJECTS, EEGMMIDB_SUBJECTS, available_runs,
+from neurodecode.data.datasets import eegmmidb
+from neurodecode.data.datasets.eegmmidb import (EEGMMIDB_ALL_IMAGERY_SUBJECTS, EEGMMIDB_SUBJECTS, available_runs,
                                        load_eegmmidb, moabb_offline_env, physionet_mi_offline,
                                        read_eegmmidb_run)
 from neurodecode.data.errors import (CorruptFileError, DataNotFoundError, EmptySelectionError, InvalidDataError,

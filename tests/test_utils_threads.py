@@ -1,7 +1,7 @@
 import torch
 from threadpoolctl import threadpool_info
 
-from neurodecode.threads import set_threads, threads
+from neurodecode._utils.threads import set_threads, threads
 
 
 def test_threads_are_limited_and_restored():

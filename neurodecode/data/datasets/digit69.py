@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from .cards import get_card
-from .container import DecodingData, SignalInfo
-from .errors import CorruptFileError, InvalidDataError
+from ..cards import get_card
+from ..container import DecodingData, SignalInfo
+from ..errors import CorruptFileError, InvalidDataError
 
 CARD = "fmri_digit69_vangerven"
 MAT_FILE = "digit69_28x28.mat"

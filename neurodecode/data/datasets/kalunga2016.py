@@ -17,10 +17,10 @@ import re
 import mne
 import numpy as np
 
-from .cards import get_card
-from .container import DecodingData
-from .errors import CorruptFileError, InvalidDataError
-from .recordings import epochs_to_data, load_many, select_recordings, read_raw
+from ..cards import get_card
+from ..container import DecodingData
+from ..errors import CorruptFileError, InvalidDataError
+from ..io.recordings import epochs_to_data, load_many, select_recordings, read_raw
 
 DATASET = "ssvep_exo_kalunga2016"
 

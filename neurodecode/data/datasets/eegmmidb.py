@@ -27,10 +27,11 @@ from dataclasses import replace
 import mne
 import numpy as np
 
-from .cards import DatasetCard, get_card, temporary_environ
-from .container import DecodingData
-from .errors import DataNotFoundError, EmptySelectionError, InvalidDataError
-from .recordings import epochs_to_data, find_events, load_many, read_raw, select_event_id
+from ..._utils.env import temporary_environ
+from ..cards import DatasetCard, get_card
+from ..container import DecodingData
+from ..errors import DataNotFoundError, EmptySelectionError, InvalidDataError
+from ..io.recordings import epochs_to_data, find_events, load_many, read_raw, select_event_id
 
 DATASET = "eegmmidb"
 

@@ -9,8 +9,8 @@ import pytest
 
 from neurodecode.data import (ChecksumMismatchError, CorruptFileError, DataNotFoundError, EmptySelectionError,
                               InvalidDataError, PartialLoadError, get_card)
-from neurodecode.data.kalunga2016 import DATASET as KALUNGA, load_kalunga2016
-from neurodecode.data.muse_p300 import DATASET as MUSE, load_muse_p300, read_muse_csv
+from neurodecode.data.datasets.kalunga2016 import DATASET as KALUNGA, load_kalunga2016
+from neurodecode.data.datasets.muse_p300 import DATASET as MUSE, load_muse_p300, read_muse_csv
 
 KALUNGA_CHANNELS = ("Oz", "O1", "O2", "PO3", "POz", "PO7", "PO8", "PO4")
 # (subject, run) -> (non-targets, targets) epochs; the CSVs hold one more non-target in subject 1's

@@ -18,10 +18,10 @@ import mne
 import numpy as np
 import pandas as pd
 
-from .cards import get_card
-from .container import DecodingData
-from .errors import CorruptFileError, DataNotFoundError, InvalidDataError
-from .recordings import epochs_to_data, load_many, select_recordings
+from ..cards import get_card
+from ..container import DecodingData
+from ..errors import CorruptFileError, DataNotFoundError, InvalidDataError
+from ..io.recordings import epochs_to_data, load_many, select_recordings
 
 DATASET = "eegnotebooks_muse_visual_p300"
 SFREQ = 256.0

@@ -12,9 +12,10 @@ from sklearn.preprocessing import FunctionTransformer
 
 from neurodecode.data.stream import (CausalBandpass, cue_epochs, eegmmidb_streams, iter_windows, sliding_windows,
                                      stream_from_raw, window_labels, EEGMMIDB_LEFT_RIGHT_CLASSES)
-from neurodecode.evaluation import (ContiguousBlockSplit, LeaveOneRunOut, StreamingDecoder, decode_stream,
+from neurodecode.evaluation import (ContiguousBlockSplit, LeaveOneRunOut,
                                     itr_scorer, nmcc, nmcc_scorer, per_class_recall, pseudo_online_evaluate,
                                     wolpaw_bits_per_decision, wolpaw_itr)
+from neurodecode.online import StreamingDecoder, decode_stream
 from neurodecode.reports import plot_timeline
 
 CLASSES = ("left_hand", "right_hand", "idle")

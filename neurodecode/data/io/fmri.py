@@ -41,7 +41,7 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
-from .errors import CorruptFileError, DataNotFoundError, InvalidDataError, SpaceMismatchError
+from ..errors import CorruptFileError, DataNotFoundError, InvalidDataError, SpaceMismatchError
 
 #: World box (mm, x/y/z min-max) that a grid must contain to hold a whole MNI-152 brain. It is
 #: the labelled extent of the ABIDE atlases (AAL, CC200, Dosenbach) shrunk by about 10 mm, so

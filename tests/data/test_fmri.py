@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import scipy.io
 
-from neurodecode.data.abide import load_abide, read_roi_signals
-from neurodecode.data.digit69 import load_digit69, load_digit69_images, load_mnist, read_digit69_mat, read_idx
+from neurodecode.data.datasets.abide import load_abide, read_roi_signals
+from neurodecode.data.datasets.digit69 import load_digit69, load_digit69_images, load_mnist, read_digit69_mat, read_idx
 from neurodecode.data.errors import (ChecksumMismatchError, CorruptFileError, DataNotFoundError,
                                      EmptySelectionError, InvalidDataError, SpaceMismatchError)
-from neurodecode.data.fmri import (check_same_space, describe_space, extract_atlas_signals, mask_runs,
+from neurodecode.data.io.fmri import (check_same_space, describe_space, extract_atlas_signals, mask_runs,
                                    read_nifti)
-from neurodecode.data.haxby import CATEGORIES, load_haxby, read_attributes
+from neurodecode.data.datasets.haxby import CATEGORIES, load_haxby, read_attributes
 
 HAXBY, ATLASES, ABIDE = "haxby2001_subj1_pymvpa", "abide_pcp_atlases", "abide_pcp_aal116_100subj"
 CEREBELLAR_COLUMNS = set(range(100, 108)) | {113, 114, 115}

@@ -10,7 +10,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
 from neurodecode import geometry as g
-from neurodecode.data.abide import load_abide
+from neurodecode.data.datasets.abide import load_abide
 from neurodecode.transforms.connectivity_fmri import Connectome, vectorize_connectomes
 
 KINDS = ("correlation", "partial correlation", "covariance", "tangent")

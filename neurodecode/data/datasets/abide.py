@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from .cards import get_card
-from .container import DecodingData, SignalInfo
-from .errors import CorruptFileError, EmptySelectionError, InvalidDataError
+from ..cards import get_card
+from ..container import DecodingData, SignalInfo
+from ..errors import CorruptFileError, EmptySelectionError, InvalidDataError
 
 CARD = "abide_pcp_aal116_100subj"
 PHENOTYPE = "Phenotypic_V1_0b_preprocessed1.csv"

@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .cards import get_card
-from .container import DecodingData, SignalInfo
-from .errors import CorruptFileError, InvalidDataError
-from .fmri import mask_runs, nifti_tr, read_nifti
+from ..cards import get_card
+from ..container import DecodingData, SignalInfo
+from ..errors import CorruptFileError, InvalidDataError
+from ..io.fmri import mask_runs, nifti_tr, read_nifti
 
 CARD = "haxby2001_subj1_pymvpa"
 DATASET = "haxby2001"

@@ -39,8 +39,8 @@ from joblib import Parallel, delayed, parallel_config
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..data.cards import temporary_environ
-from ..data.eegmmidb import EEGMMIDB_SUBJECTS, moabb_offline_env, physionet_mi_offline
+from .._utils.env import temporary_environ
+from ..data.datasets.eegmmidb import EEGMMIDB_SUBJECTS, moabb_offline_env, physionet_mi_offline
 from .results import ResultStore, row_key
 
 #: CLI name -> MOABB evaluation class name (None: ours).
@@ -339,7 +339,7 @@ def score_pseudo_online(pipeline, name: str, windows, *, dataset_name: str, trai
 
     Returns one row per fold; ``score`` is the nMCC (chance 0), the other metrics follow it.
     """
-    from .pseudo_online import pseudo_online_evaluate
+    from ..evaluation.pseudo_online import pseudo_online_evaluate
 
     with threadpool_limits(limits=1, user_api="blas"):
         scores = pseudo_online_evaluate({name: pipeline}, windows, train_every=train_every)

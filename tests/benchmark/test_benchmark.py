@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from neurodecode.evaluation.benchmark import BenchmarkConfig, load_pipelines, run_benchmark, session_scores
-from neurodecode.evaluation.results import ResultStore, row_key
+from neurodecode.benchmark.runner import BenchmarkConfig, load_pipelines, run_benchmark, session_scores
+from neurodecode.benchmark.results import ResultStore, row_key
 from neurodecode.reports.benchmark_report import write_report
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHEAP = ["BandPower+LDA", "Cov+TS+LR"]
 COV_TS_LR = """name: Cov+TS+LR
 paradigms: [LeftRightImagery]

@@ -1,0 +1,1 @@
+"""Helpers every stage may use: environment, threads, input checks. Imports numpy (and torch for threads) only."""

@@ -1,0 +1,1 @@
+"""One module per dataset: the only place a dataset's name or quirks appear."""

@@ -1,0 +1,1 @@
+"""Generic readers: anything MNE reads (EEG, MEG), NIfTI through nilearn maskers. No dataset names."""
