@@ -1,7 +1,7 @@
 """Dataset cards: which files a dataset has, their checksums, licence and source.
 
-Cards are TOML files in the repository's ``datasets/`` folder (shipped inside the wheel as
-``neurodecode/_datasets``). Data are found under the folder named by the environment variable
+The package's cards are TOML files in ``neurodecode/data/dataset_cards/`` (package data, so a
+wheel install has them too); a user's cards live in the user's folder and go through the same code. Data are found under the folder named by the environment variable
 ``NEURODECODE_DATA``; nothing is ever downloaded unless the caller opts in explicitly.
 """
 
@@ -22,16 +22,14 @@ from .errors import ChecksumMismatchError, DataNotFoundError, NeurodecodeDataErr
 
 DATA_ENV = "NEURODECODE_DATA"
 CACHE_ENV = "NEURODECODE_CACHE"
-_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def cards_dir() -> Path:
-    """The folder holding the dataset cards (repository checkout or installed wheel)."""
-    for candidate in (_PACKAGE_DIR.parent / "datasets", _PACKAGE_DIR / "_datasets"):
-        if candidate.is_dir():
-            return candidate
-    raise NeurodecodeDataError(f"no dataset cards found in {_PACKAGE_DIR.parent / 'datasets'} "
-                               f"or {_PACKAGE_DIR / '_datasets'}; the installation is incomplete")
+    """The folder holding the package's dataset cards (package data: present in a wheel install too)."""
+    folder = Path(__file__).resolve().parent / "dataset_cards"
+    if not folder.is_dir():
+        raise NeurodecodeDataError(f"no dataset cards found in {folder}; the installation is incomplete")
+    return folder
 
 
 def data_root() -> Path:
