@@ -16,33 +16,41 @@ def _format_shape(shape) -> str:
     return "(" + ", ".join("ragged" if s is None else str(s) for s in shape) + ")"
 
 
-def datasets_table(load: bool = True, names=None, stream=None) -> list[dict]:
+def datasets_table(load: bool = True, names=None, stream=None, *, verify: bool = False,
+                   card_dirs=()) -> list[dict]:
     """Print one row per dataset card: files present and verified, and what its loader reports.
 
+    ``verify`` rehashes every file, ignoring the checksum cache (``--verify``); ``card_dirs``
+    adds a user's cards, each a ``.toml`` file or a folder of them (``--cards``).
     Returns the rows as dictionaries (also written with ``--json``).
     """
     from .data.cards import DATA_ENV, list_cards
     from .data.errors import NeurodecodeDataError
-    from .data.registry import SUMMARIES
+    from .data.registry import summarize
 
     stream = stream or sys.stdout
     rows = []
-    cards = [c for c in list_cards() if names is None or c.name in names]
+    try:
+        every = list_cards(card_dirs)
+    except NeurodecodeDataError as err:
+        raise SystemExit(f"neurodecode datasets: {err}") from None
+    cards = [c for c in every if names is None or c.name in names]
     unknown = set(names or ()) - {c.name for c in cards}
     if unknown:
-        raise SystemExit(f"unknown dataset(s) {sorted(unknown)}; known: {[c.name for c in list_cards()]}")
+        raise SystemExit(f"unknown dataset(s) {sorted(unknown)}; known: {[c.name for c in every]}")
     for card in cards:
-        status = card.status()
+        status = card.verify_all() if verify else card.status()
         row = {"dataset": card.name, "modality": card.modality, "licence": card.licence,
                "files": status["total"], "present": status["present"], "verified": status["verified"],
-               "missing": status["missing"], "mismatched": status["mismatched"], "loads": [], "error": None}
+               "unverified": status["unverified"], "missing": status["missing"],
+               "mismatched": status["mismatched"], "loads": [], "error": None}
         if status["error"]:
             row["error"] = status["error"]
-        elif load and status["present"] == status["total"] and card.name in SUMMARIES:
+        elif load and status["present"] == status["total"]:
             start = time.perf_counter()
             try:
                 row["loads"] = [{"what": what, "shape": list(shape), "classes": counts}
-                                for what, shape, counts in SUMMARIES[card.name]()]
+                                for what, shape, counts in summarize(card)]
             except NeurodecodeDataError as err:
                 row["error"] = f"{type(err).__name__}: {err}"
             row["load_seconds"] = round(time.perf_counter() - start, 1)
@@ -53,10 +61,13 @@ def datasets_table(load: bool = True, names=None, stream=None) -> list[dict]:
 
 
 def _print_row(row: dict, stream) -> None:
-    ok = row["verified"] == row["files"]
-    state = "verified" if ok else ("MISSING" if row["present"] < row["files"] else "CHECKSUM MISMATCH")
+    unverified = row.get("unverified", 0)  # files of a user's card that give no sha256
+    ok = row["verified"] + unverified == row["files"]
+    state = (("verified" if not unverified else "present, not all verifiable") if ok
+             else ("MISSING" if row["present"] < row["files"] else "CHECKSUM MISMATCH"))
     print(f"\n{row['dataset']}  [{row['modality']}]  files {row['present']}/{row['files']} present, "
-          f"{row['verified']} verified: {state}", file=stream)
+          f"{row['verified']} verified{f', {unverified} unverified (no sha256)' if unverified else ''}: {state}",
+          file=stream)
     print(f"  licence: {row['licence']}", file=stream)
     for load in row["loads"]:
         print(f"  {load['what']}: shape {_format_shape(load['shape'])}; classes {_format_counts(load['classes'])}",
@@ -129,15 +140,20 @@ def main(argv=None) -> int:
     ds.add_argument("names", nargs="*", help="only these datasets (default: every card)")
     ds.add_argument("--no-load", action="store_true", help="only check files and checksums")
     ds.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    ds.add_argument("--verify", action="store_true",
+                    help="rehash every file, ignoring (and refreshing) the checksum cache")
+    ds.add_argument("--cards", action="append", default=[], metavar="DIR",
+                    help="also list your own cards: a folder of TOML cards or one .toml file (repeatable)")
     _add_benchmark_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "datasets":
-        rows = datasets_table(load=not args.no_load, names=args.names or None)
+        rows = datasets_table(load=not args.no_load, names=args.names or None, verify=args.verify,
+                              card_dirs=args.cards)
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump(rows, fh, indent=2, default=str)
-        return 0 if all(r["verified"] == r["files"] and not r["error"] for r in rows) else 1
+        return 0 if all(r["verified"] + r["unverified"] == r["files"] and not r["error"] for r in rows) else 1
     if args.command == "benchmark":
         return _benchmark(args)
     return 2

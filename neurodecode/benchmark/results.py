@@ -17,6 +17,12 @@ Guarantees
   the file (written meanwhile by the other run) is not written again: the first writer wins.
   Results are deterministic functions of their key, so which run wrote a row does not matter.
 * **Resume.** :meth:`ResultStore.done_keys` gives the keys of finished folds; a run skips them.
+* **Versions.** A row's key includes what computed it (:data:`CONTENT_KEY`: the pipeline's
+  parameter hash, the neurodecode version, the data fingerprint). A changed pipeline writes new
+  rows next to the old ones; nothing is overwritten, and readers choose the version they need.
+* **Foreign lines.** A complete line that is valid JSON but not a result row (edited in by
+  hand, or another tool's file) raises :class:`CorruptResultsError` naming the file and line,
+  rather than being silently ignored or crashing the planner later.
 
 The lock is POSIX ``fcntl.flock`` (Linux, macOS), advisory, on a local or NFSv4 filesystem.
 """
@@ -34,14 +40,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: Columns that identify one result (one fold of one pipeline on one subject's session).
+#: Columns that identify one result (one fold of one pipeline on one subject's session); every row has them.
 KEY = ("evaluation", "dataset", "pipeline", "subject", "session", "fold")
+#: Columns that say what computed a row: the pipeline's parameter hash, the package version and the
+#: data fingerprint. Part of the key, so an edited pipeline gets new rows instead of reusing old
+#: ones; optional (rows written before they existed read as "").
+CONTENT_KEY = ("pipeline_hash", "neurodecode_version", "data_key")
+
+
+class CorruptResultsError(ValueError):
+    """A results file holds a line that is not a result row (it names the file and line)."""
 
 
 def row_key(row) -> tuple:
-    """The key of a result row: its values for :data:`KEY`, subject as int, the rest as str."""
+    """The key of a result row: :data:`KEY` (subject and fold as int, the rest as str), then :data:`CONTENT_KEY`."""
     return (str(row["evaluation"]), str(row["dataset"]), str(row["pipeline"]), int(row["subject"]),
-            str(row["session"]), int(row["fold"]))
+            str(row["session"]), int(row["fold"]), *content_key(row))
+
+
+def content_key(row) -> tuple:
+    """The :data:`CONTENT_KEY` values of a row, as str ("" where absent, None or NaN)."""
+    values = (row.get(k) for k in CONTENT_KEY)
+    return tuple("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values)
+
+
+def _check_row(row, path: Path, line_no: int) -> dict:
+    """``row`` if it is a result row, else :class:`CorruptResultsError` naming the file and line."""
+    if not isinstance(row, dict):
+        problem = f"a JSON {type(row).__name__}, not an object"
+    else:
+        missing = [k for k in KEY if k not in row]
+        problem = f"no {missing} field(s)" if missing else None
+        if problem is None:
+            try:
+                row_key(row)
+            except (TypeError, ValueError) as err:
+                problem = f"a bad subject or fold ({err})"
+    if problem is None:
+        return row
+    raise CorruptResultsError(f"{path}, line {line_no}: not a result row ({problem}); every line must be a JSON "
+                              f"object with {list(KEY)}: remove or move that line, then rerun")
 
 
 def _plain(value):
@@ -106,18 +144,21 @@ class ResultStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     @staticmethod
-    def _read_lines(path: Path) -> list[dict]:
+    def _read_lines(path: Path, *, results: bool = False) -> list[dict]:
         if not path.is_file():
             return []
         rows = []
         with open(path, "rb") as fh:
-            for line in fh:
+            for line_no, line in enumerate(fh, start=1):
                 if not line.endswith(b"\n"):
                     break  # the partial tail of a killed writer
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
+                    row = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    # Not JSON at all: what a crash can leave (a NUL-filled block after a power loss);
+                    # skipping it only means that fold is computed again.
                     continue
+                rows.append(_check_row(row, path, line_no) if results else row)
         return rows
 
     @staticmethod
@@ -137,7 +178,7 @@ class ResultStore:
         with self.lock():
             self._cut_partial_tail(path)
             if dedupe:
-                have = {row_key(r) for r in self._read_lines(path)}
+                have = {row_key(r) for r in self._read_lines(path, results=True)}
                 rows = [r for r in rows if row_key(r) not in have]
             if not rows:
                 return 0
@@ -173,8 +214,14 @@ class ResultStore:
         self._append(self.errors_path, [row], dedupe=False)
 
     def rows(self) -> list[dict]:
-        """Every complete result row, in file order."""
-        return self._read_lines(self.results_path)
+        """Every complete result row, in file order.
+
+        Raises
+        ------
+        CorruptResultsError
+            A complete line is valid JSON but not a result row.
+        """
+        return self._read_lines(self.results_path, results=True)
 
     def errors(self) -> list[dict]:
         return self._read_lines(self.errors_path)
@@ -194,4 +241,35 @@ class ResultStore:
         atomic_write_text(self.root / "config.json", json.dumps(_plain(config), indent=2, default=str) + "\n")
 
 
-__all__ = ["KEY", "ResultStore", "atomic_write_text", "row_key"]
+def latest_version(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one version per pipeline: the version written last, so a report never mixes them.
+
+    For each (evaluation, dataset, pipeline), keep the rows whose pipeline hash and package
+    version are those of its last row in file order; then, per subject, those whose data key
+    is that of the subject's last row. Rows without these columns (older files) form one version.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Result rows in file order (as :meth:`ResultStore.to_frame` gives them).
+
+    Returns
+    -------
+    DataFrame
+        A subset of ``frame``, in its order.
+    """
+    if frame.empty:
+        return frame
+    keys = pd.DataFrame({k: frame[k].fillna("").astype(str) if k in frame.columns else "" for k in CONTENT_KEY},
+                        index=frame.index)
+    version = keys["pipeline_hash"] + "|" + keys["neurodecode_version"]
+    group = [frame[c] for c in ("evaluation", "dataset", "pipeline")]
+    keep = version.eq(version.groupby(group).transform("last"))
+    data = keys["data_key"].where(keep)
+    last_data = data.groupby([*group, frame["subject"]]).transform("last")
+    keep &= keys["data_key"].eq(last_data)
+    return frame[keep]
+
+
+__all__ = ["CONTENT_KEY", "KEY", "CorruptResultsError", "ResultStore", "atomic_write_text", "content_key",
+           "latest_version", "row_key"]

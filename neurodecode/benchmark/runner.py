@@ -40,94 +40,50 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._utils.env import temporary_environ
-from ..data.datasets.eegmmidb import EEGMMIDB_SUBJECTS, moabb_offline_env, physionet_mi_offline
+from . import moabb_glue
 from .results import ResultStore, row_key
 
-#: CLI name -> MOABB evaluation class name (None: ours).
-EVALUATIONS = {"within-session": "WithinSession", "cross-session": "CrossSession",
-               "cross-subject": "CrossSubject", "pseudo-online": None}
+#: The evaluations, by CLI name (MOABB's three, and ours: pseudo-online).
+EVALUATIONS = tuple(moabb_glue.EVALUATION_CLASSES)
 #: MOABB's benchmark() seeds every evaluation with this.
 RANDOM_STATE = 42
-#: The default run's subjects: every pipeline of ``pipelines/`` on these fits in minutes on a
-#: 2-core CPU (``--full``: every subject).
-DEFAULT_SUBJECTS = (1, 2, 3)
+#: The default run takes this many subjects of each dataset (the first present): every pipeline of
+#: ``pipelines/`` on them fits in minutes on a 2-core CPU (``--full``: every subject).
+DEFAULT_N_SUBJECTS = 3
 #: Pseudo-online settings: 1 s windows every 0.125 s, trained on every 4th window.
 PSEUDO_ONLINE = {"window_s": 1.0, "step_s": 0.125, "train_every": 4}
 
 
 # -- datasets --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class BenchmarkDataset:
-    """A dataset the benchmark can run offline.
+def resolve_datasets(specs=None) -> list:
+    """The :class:`~neurodecode.data.dataset.Dataset` of each spec (default: ``["eegmmidb"]``).
 
-    Parameters
-    ----------
-    name : str
-        The name used on the command line and in results.
-    paradigm : str
-        MOABB paradigm class name; pipelines listing it in ``paradigms`` run on this dataset.
-    subjects : tuple of int
-        Subjects available offline.
-    make : callable
-        Returns the MOABB dataset object; called inside :func:`offline_moabb`.
-    streams : callable or None
-        ``streams(subject)`` gives the subject's continuous labelled streams, for the
-        pseudo-online evaluation (None: that evaluation is not available).
+    A spec is a package dataset's name, a card file, a BIDS folder or ``moabb:ClassName``
+    (see :func:`neurodecode.data.registry.get_dataset`).
     """
+    from ..data.registry import get_dataset
 
-    name: str
-    paradigm: str
-    subjects: tuple
-    make: Callable
-    streams: Callable | None = None
-    paradigm_kwargs: dict = field(default_factory=dict)
-
-
-def _eegmmidb_streams(subject):
-    from ..data.stream import eegmmidb_streams
-    return eegmmidb_streams(subject)
-
-
-DATASETS = {
-    "eegmmidb": BenchmarkDataset("eegmmidb", "LeftRightImagery", EEGMMIDB_SUBJECTS, physionet_mi_offline,
-                                 streams=_eegmmidb_streams),
-}
-
-
-def resolve_datasets(names=None) -> list[BenchmarkDataset]:
-    """The :class:`BenchmarkDataset` of each name (default: ``["eegmmidb"]``)."""
-    names = ["eegmmidb"] if not names else list(names)
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; datasets available offline: {sorted(DATASETS)}")
-    return [DATASETS[n] for n in names]
+    return [get_dataset(spec) for spec in (specs or ["eegmmidb"])]
 
 
 @contextlib.contextmanager
-def offline_moabb(scratch):
+def offline_moabb(scratch, dataset=None):
     """MOABB and MNE reading local data only and writing only under ``scratch``.
 
-    Inside :func:`~neurodecode.data.eegmmidb.moabb_offline_env`, ``MNE_DATA`` and MNE's home
-    folder (where ``mne-python.json`` lives) are redirected to ``scratch``, so neither MOABB's
-    downloads nor its configuration writes can reach the user's folders or the shared data.
+    ``MNE_DATA`` and MNE's home folder (where ``mne-python.json`` lives) are redirected to
+    ``scratch``, so neither MOABB's downloads nor its configuration writes can reach the user's
+    folders or the shared data. A dataset that wraps a MOABB class reads MNE's real data folder
+    instead, under its own network guard (``dataset.offline()``).
     """
+    offline = getattr(dataset, "offline", None)
+    if offline is not None:
+        with offline():
+            yield
+        return
     scratch = Path(scratch)
     (scratch / "home").mkdir(parents=True, exist_ok=True)
-    with temporary_environ({"MNE_DATA": scratch, "_MNE_FAKE_HOME_DIR": scratch / "home"}), moabb_offline_env():
-        yield
-
-
-@contextlib.contextmanager
-def _quiet():
-    """MNE's per-run chatter and MOABB's deprecation notices would bury the progress bar."""
-    import warnings
-
-    import mne
-
-    with mne.utils.use_log_level("ERROR"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with temporary_environ({"MNE_DATA": scratch, "_MNE_FAKE_HOME_DIR": scratch / "home"}):
         yield
 
 
@@ -276,12 +232,15 @@ def _select_pipelines(found, wanted):
 
 
 def _select_subjects(dataset, subjects, full):
+    present = list(dataset.subjects())
+    if not present:
+        raise ValueError(f"{dataset.name}: no subject's recordings are present (see `neurodecode datasets`)")
     if subjects is None:
-        return list(dataset.subjects) if full else [s for s in DEFAULT_SUBJECTS if s in dataset.subjects]
-    lacking = [s for s in subjects if s not in dataset.subjects]
+        return present if full else present[:DEFAULT_N_SUBJECTS]
+    lacking = [s for s in subjects if s not in present]
     if lacking:
-        raise ValueError(f"{dataset.name}: subject(s) {lacking} are not available offline; "
-                         f"available: {list(dataset.subjects)}")
+        shown = present if len(present) <= 12 else f"{present[:10]}... ({len(present)} in all)"
+        raise ValueError(f"{dataset.name}: subject(s) {lacking} have no recordings here; present: {shown}")
     return [int(s) for s in subjects]
 
 
@@ -327,10 +286,8 @@ def score_fold(X, y, metadata, task: dict, *, evaluation: str, dataset_name: str
     rows : list of dict
         One row per test session (one, except for cross-subject on multi-session data).
     """
-    from moabb.evaluations.base import _evaluate_fold
-
     with threadpool_limits(limits=1, user_api="blas"):
-        results = _evaluate_fold(X, y, metadata, **task)
+        results = moabb_glue.evaluate_fold(X, y, metadata, task)
     return [_plain_result(r, evaluation, dataset_name, fold, n_folds, n_subject_rows, metric) for r in results]
 
 
@@ -362,6 +319,13 @@ def _guarded(func, *args, **kwargs):
         return "ok", func(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - one failing pipeline must not stop the run
         return "error", f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+
+
+def _bind_signal(estimator, info):
+    """The estimator with parameters left to the data (``sfreq=None``...) set from the signal's info."""
+    from ..transforms.signal import bind_signal_info
+
+    return bind_signal_info(estimator, info) if info is not None else estimator
 
 
 # -- planning: which folds to run ------------------------------------------------------------
@@ -421,19 +385,11 @@ class _Planner:
                 yield from self._moabb(ds, pipes, subjects, counts)
 
     def _moabb(self, ds, pipes, subjects, counts):
-        import moabb.evaluations as moabb_evaluations
-        from moabb.benchmark import _get_paradigm_instance
-
         evaluation = self.config.evaluation
-        cls = getattr(moabb_evaluations, f"{EVALUATIONS[evaluation]}Evaluation")
-        with offline_moabb(self.scratch), _quiet():
-            dataset = ds.make()
-            dataset.subject_list = list(subjects)
-            paradigm = _get_paradigm_instance(ds.paradigm, {ds.paradigm: ds.paradigm_kwargs})
+        with offline_moabb(self.scratch, ds), moabb_glue.quiet():
+            dataset = moabb_glue.to_moabb_dataset(ds, subjects)
+            paradigm = moabb_glue.make_paradigm(ds.paradigm)
             metric = paradigm.scoring if isinstance(paradigm.scoring, str) else "score"
-            evaluator = cls(paradigm=paradigm, datasets=[dataset], random_state=RANDOM_STATE, n_jobs=1,
-                            hdf5_path=str(self.scratch / "moabb_results"), overwrite=True, error_score="raise")
-            process_pipeline = paradigm.make_process_pipelines(dataset)[0]
             param_grid = {p.name: p.param_grid for p in pipes.values() if p.param_grid}
             # Cross-subject folds need every subject at once; the others go one subject at a time,
             # which gives the same folds since MOABB's splitters reseed every subject and session.
@@ -445,17 +401,15 @@ class _Planner:
                     self.n_skipped += sum(counts.get((evaluation, ds.name, n, s), (0, 0))[0]
                                           for n in pipes for s in group)
                     continue
-                estimators = {n: p.pipeline for n, p in todo.items()}
-                # Data load here, under the offline settings of this process: MOABB's own joblib calls
-                # must not follow a Dask backend to workers that lack them (and would download).
-                with parallel_config(backend="sequential"):
-                    X, y, metadata = evaluator._load_data(dataset, estimators, process_pipeline, None,
-                                                          subjects=group)
-                metadata = metadata.reset_index(drop=True)
-                splitter = evaluator._create_splitter()
-                work_plan = {s: estimators for s in group}
-                tasks = evaluator._build_task_list(dataset, X, y, metadata, splitter, work_plan, estimators,
-                                                   param_grid or None)
+                # Data load here, under the offline settings of this process.
+                X, y, metadata, tasks = moabb_glue.fold_tasks(
+                    evaluation, dataset, paradigm, group, {n: p.pipeline for n, p in todo.items()}, param_grid,
+                    self.scratch, RANDOM_STATE)
+                # MOABB hands pipelines plain arrays: parameters left to the data (sfreq=None...) get the
+                # signal's own values, recorded when MOABB read the recordings.
+                info = moabb_glue.signal_info(dataset)
+                for task in tasks:
+                    task["pipeline"] = _bind_signal(task["pipeline"], info)
                 yield from self._fold_units(ds, X, y, metadata, tasks, metric, counts)
 
     def _fold_units(self, ds, X, y, metadata, tasks, metric, counts):
@@ -498,8 +452,6 @@ class _Planner:
     def _pseudo_online(self, ds, pipes, subjects, counts):
         from ..data.stream import sliding_windows
 
-        if ds.streams is None:
-            raise ValueError(f"dataset {ds.name} has no continuous streams for the pseudo-online evaluation")
         for subject in subjects:
             todo = [n for n in pipes if n not in self.failed and not self._complete(ds, n, subject, counts)]
             self.n_skipped += sum(counts.get(("pseudo-online", ds.name, n, subject), (0, 0))[0]
@@ -507,8 +459,8 @@ class _Planner:
             if not todo:
                 continue
             with parallel_config(backend="sequential"):
-                windows = sliding_windows(ds.streams(subject), PSEUDO_ONLINE["window_s"], PSEUDO_ONLINE["step_s"])
-            units = [_Unit(n, subject, score_pseudo_online, (pipes[n].pipeline, n, windows),
+                windows = sliding_windows(ds.streams([subject]), PSEUDO_ONLINE["window_s"], PSEUDO_ONLINE["step_s"])
+            units = [_Unit(n, subject, score_pseudo_online, (_bind_signal(pipes[n].pipeline, windows.info), n, windows),
                            {"dataset_name": ds.name, "train_every": PSEUDO_ONLINE["train_every"]}) for n in todo]
             self._planned(len(units))
             yield from units
@@ -520,8 +472,9 @@ def _describe(config, datasets, pipelines, subjects, failures, stream):
     lines = [f"neurodecode benchmark: evaluation {config.evaluation}, results in {config.out}",
              f"  pipelines from {config.pipelines_dir}:"]
     for ds in datasets:
-        lines.append(f"  dataset {ds.name} ({ds.paradigm}), subjects {subjects[ds.name]}")
-        lines.append(f"    pipelines: {[p.name for p in pipelines[ds.name]] or 'none listing ' + ds.paradigm}")
+        kind = moabb_glue.paradigm_name(ds.paradigm)
+        lines.append(f"  dataset {ds.name} ({kind}: {', '.join(ds.paradigm.classes)}), subjects {subjects[ds.name]}")
+        lines.append(f"    pipelines: {[p.name for p in pipelines[ds.name]] or 'none listing ' + kind}")
     if config.subjects is None and not config.full:
         lines.append("  default subjects: add --full for every subject, or --subjects 1-20")
     for file, message in failures:
@@ -556,7 +509,8 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, stream=None
     datasets = resolve_datasets(config.datasets)
     found, failures = load_pipelines(config.pipelines_dir)
     chosen = _select_pipelines(found, config.pipelines)
-    pipelines = {ds.name: [p for p in chosen if ds.paradigm in p.paradigms] for ds in datasets}
+    pipelines = {ds.name: [p for p in chosen if moabb_glue.paradigm_name(ds.paradigm) in p.paradigms]
+                 for ds in datasets}
     subjects = {ds.name: _select_subjects(ds, config.subjects, config.full) for ds in datasets}
     _describe(config, datasets, pipelines, subjects, failures, stream)
 

@@ -1,85 +1,105 @@
-"""What each dataset card's default loader reports: shapes and class counts.
+"""The one registry of datasets: a dataset spec in, a :class:`~neurodecode.data.dataset.Dataset` out.
 
-One entry per card; each returns a list of ``(what, shape, class_counts)`` rows. Loaders are
-imported lazily so that listing cards stays fast and works without every optional reader.
+A spec is what a user types after ``--datasets``:
+
+* a package card's name or alias (``eegmmidb``, ``kalunga2016``, ``muse_p300``), optionally
+  with a variant after a colon (``eegmmidb:hands_feet``);
+* a path to a card the user wrote (``path/to/card.toml``, same schema as the package's cards);
+* a path to a BIDS dataset folder (one holding ``dataset_description.json``);
+* ``moabb:ClassName`` (``moabb:BNCI2014_001``): a MOABB dataset class whose files are
+  already in MNE's data folder, read offline.
+
+Package cards name the module of ``neurodecode.data.datasets`` that reads them (``module``);
+that module provides ``dataset(variant)`` for cards with a ``[paradigm]`` table and
+``summarize(card)`` for ``neurodecode datasets``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Callable
+import importlib
+from pathlib import Path
 
-import numpy as np
-
-
-def _summary(label: str, data) -> tuple:
-    return (label, data.shape, data.class_counts())
+from .cards import DatasetCard, get_card, list_cards
+from .errors import NeurodecodeDataError
 
 
-def _eegmmidb():
-    from .datasets.eegmmidb import EEGMMIDB_ALL_IMAGERY_SUBJECTS, load_eegmmidb
-    return [_summary("left/right fist imagery, 20 subjects", load_eegmmidb()),
-            _summary("hands/feet imagery, 4 subjects", load_eegmmidb(EEGMMIDB_ALL_IMAGERY_SUBJECTS,
-                                                                      task="hands_feet"))]
+def _module(card: DatasetCard):
+    name = card.extra.get("module")
+    if not name:
+        return None
+    return importlib.import_module(f"neurodecode.data.datasets.{name}")
 
 
-def _kalunga():
-    from .datasets.kalunga2016 import load_kalunga2016
-    return [_summary("SSVEP trials", load_kalunga2016())]
+def card_for(name: str) -> DatasetCard:
+    """The package card named ``name`` or having it among its ``aliases``."""
+    for card in list_cards():
+        if name == card.name or name in card.extra.get("aliases", ()):
+            return card
+    known = sorted(n for c in list_cards() if "paradigm" in c.extra for n in (c.name, *c.extra.get("aliases", ())))
+    raise NeurodecodeDataError(
+        f"unknown dataset {name!r}: not a package card, a .toml card file, a BIDS folder or moabb:ClassName; "
+        f"package datasets: {known}")
 
 
-def _muse():
-    from .datasets.muse_p300 import load_muse_p300
-    return [_summary("P300 epochs", load_muse_p300())]
+def summarize(card: DatasetCard) -> list:
+    """``(what, shape, class_counts)`` rows for ``neurodecode datasets``; [] when nothing describes the card."""
+    module = _module(card)
+    if module is not None and hasattr(module, "summarize"):
+        return module.summarize(card)
+    if "paradigm" in card.extra:
+        from .io.card_recordings import CardDataset
+        data = CardDataset(card).load()
+        return [("epochs", data.shape, data.class_counts())]
+    return []
 
 
-def _meg():
-    from .cards import get_card
-    from .io.recordings import load_recording
-    path = get_card("meg_elekta_triux_3ch_mne_testing").path("test_elekta_3ch_raw.fif")
-    return [_summary("epochs -0.1..0.4 s on STI101 triggers", load_recording(path, tmin=-0.1, tmax=0.4))]
+def get_dataset(spec) :
+    """Resolve a dataset spec (see the module docstring) to a :class:`~neurodecode.data.dataset.Dataset`.
+
+    Raises
+    ------
+    NeurodecodeDataError
+        One line naming the spec and what was expected.
+    """
+    from .dataset import Dataset
+
+    if isinstance(spec, Dataset):
+        return spec
+    spec = str(spec)
+    if spec.startswith("moabb:"):
+        from .io.moabb_dataset import MoabbDataset
+        return MoabbDataset(spec.split(":", 1)[1])
+    path = Path(spec).expanduser()
+    if spec.endswith(".toml"):
+        if not path.is_file():
+            raise NeurodecodeDataError(f"dataset card {spec} does not exist")
+        from .io.card_recordings import CardDataset
+        return CardDataset(DatasetCard.from_toml(path))
+    if path.is_dir():
+        if (path / "dataset_description.json").is_file():
+            from .io.bids import BIDSDataset
+            return BIDSDataset(path)
+        raise NeurodecodeDataError(f"{spec} is a folder but not a BIDS dataset (no dataset_description.json in it)")
+    name, _, variant = spec.partition(":")
+    card = card_for(name)
+    if "paradigm" not in card.extra:
+        raise NeurodecodeDataError(f"dataset {card.name!r} has no [paradigm] in its card: it is not a cue-based "
+                                   "EEG/MEG dataset the benchmark can run")
+    module = _module(card)
+    if module is not None and hasattr(module, "dataset"):
+        return module.dataset(variant)
+    from .io.card_recordings import CardDataset
+    return CardDataset(card)
 
 
-def _abide():
-    from .datasets.abide import load_abide
-    data = load_abide()
-    n_times = sorted({x.shape[1] for x in data.X})
-    return [(f"ROI time series (volumes per subject: {n_times})", data.shape, data.class_counts())]
+def get_card_any(spec: str) -> DatasetCard:
+    """A package card by name or alias, or a card file by path."""
+    if spec.endswith(".toml"):
+        return DatasetCard.from_toml(Path(spec))
+    try:
+        return get_card(spec)
+    except NeurodecodeDataError:
+        return card_for(spec)
 
 
-def _atlases():
-    from .cards import get_card
-    from .io.fmri import extract_atlas_signals
-    card = get_card("abide_pcp_atlases")
-    signals = extract_atlas_signals(card.path("abide_spatial_maps/PNAS_Smith09_rsn10.nii.gz"),
-                                    card.path("abide_rois/aal_mask_pad.nii.gz"))
-    return [("AAL signals of the 10 Smith-2009 RSN maps", np.shape(signals), {})]
-
-
-def _haxby():
-    from .datasets.haxby import load_haxby
-    return [_summary("volumes x voxels (own mask)", load_haxby())]
-
-
-def _digit69():
-    from .datasets.digit69 import load_digit69
-    return [_summary(f"{split} voxels", load_digit69(split)) for split in ("train", "test")]
-
-
-def _mnist():
-    from .datasets.digit69 import load_mnist
-    images, labels = load_mnist()
-    return [("images", images.shape, dict(sorted(Counter(labels.tolist()).items())))]
-
-
-SUMMARIES: dict[str, Callable[[], list]] = {
-    "eegmmidb": _eegmmidb,
-    "ssvep_exo_kalunga2016": _kalunga,
-    "eegnotebooks_muse_visual_p300": _muse,
-    "meg_elekta_triux_3ch_mne_testing": _meg,
-    "abide_pcp_aal116_100subj": _abide,
-    "abide_pcp_atlases": _atlases,
-    "haxby2001_subj1_pymvpa": _haxby,
-    "fmri_digit69_vangerven": _digit69,
-    "mnist_t10k": _mnist,
-}
+__all__ = ["card_for", "get_card_any", "get_dataset", "summarize"]

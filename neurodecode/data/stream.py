@@ -10,6 +10,9 @@ sample taken from the recording's annotations. From it come
   training a decoder offline-style and testing it on windows;
 * :func:`iter_windows`: the windows one at a time, for streaming code.
 
+Streams of any dataset come from :meth:`neurodecode.data.dataset.Dataset.streams`; nothing here
+knows a dataset.
+
 Window label rule
 -----------------
 A window covers the samples ``[start, start + n_window)``. Each sample has the class of the
@@ -35,7 +38,6 @@ from .errors import EmptySelectionError, InvalidDataError
 #: Name given to the "user does nothing" class (eegmmidb's T0 / rest).
 IDLE = "idle"
 #: How eegmmidb's left/right fist runs (4, 8, 12) map to stream classes: rest is the idle state.
-EEGMMIDB_LEFT_RIGHT_CLASSES = {"left_hand": "left_hand", "right_hand": "right_hand", "rest": IDLE}
 _UNLABELLED = -1
 
 
@@ -423,42 +425,5 @@ def cue_epochs(streams, tmin: float = 0.0, tmax: float = 3.0, *, keep_idle: bool
     return data
 
 
-def eegmmidb_streams(subjects, runs: Sequence[int] = (4, 8, 12), *, fmin: float | None = 8.0,
-                     fmax: float | None = 32.0, order: int = 4) -> list:
-    """The eegmmidb left/right fist imagery runs as labelled causal streams.
-
-    Rest (T0) becomes the idle class; classes are ``("left_hand", "right_hand", "idle")``,
-    so left/right keep the labels 0/1 of :func:`~neurodecode.data.load_eegmmidb`.
-
-    Parameters
-    ----------
-    subjects : int or list of int
-    runs : list of int
-        PhysioNet runs among 4, 8, 12.
-    fmin, fmax, order
-        Causal band-pass (default 8-32 Hz, MOABB's motor-imagery band).
-
-    Returns
-    -------
-    streams : list of LabelledStream
-        One per subject and run, in that order; ``run`` is MOABB's run name (``"0"``-``"2"``)
-        and ``physionet_run`` the PhysioNet number, as in :func:`load_eegmmidb`.
-    """
-    from .datasets.eegmmidb import _MOABB_RUN_NAME, DATASET, LEFT_RIGHT_RUNS, read_eegmmidb_run
-
-    bad = [r for r in runs if r not in LEFT_RIGHT_RUNS]
-    if bad:
-        raise InvalidDataError(f"eegmmidb: run(s) {bad} are not left/right fist imagery runs {LEFT_RIGHT_RUNS}")
-    streams = []
-    for subject in np.atleast_1d(subjects).tolist():
-        for run in runs:
-            raw = read_eegmmidb_run(subject, run)
-            streams.append(stream_from_raw(
-                raw, EEGMMIDB_LEFT_RIGHT_CLASSES, class_names=("left_hand", "right_hand", IDLE), fmin=fmin,
-                fmax=fmax, order=order, dataset=DATASET, subject=subject, session="0", run=_MOABB_RUN_NAME[run],
-                extra_metadata={"physionet_run": run}))
-    return streams
-
-
-__all__ = ["IDLE", "EEGMMIDB_LEFT_RIGHT_CLASSES", "CausalBandpass", "LabelledStream", "stream_from_raw",
-           "window_labels", "iter_windows", "sliding_windows", "cue_epochs", "eegmmidb_streams"]
+__all__ = ["IDLE", "CausalBandpass", "LabelledStream", "stream_from_raw",
+           "window_labels", "iter_windows", "sliding_windows", "cue_epochs"]

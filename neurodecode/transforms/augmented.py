@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from sklearn.svm import SVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils.checks import check_signals
+from .._utils.checks import check_signal_info, check_signals
 from ..geometry import (ESTIMATORS, covariances, ledoit_wolf_shrinkage_from_moments, oas_shrinkage, shrink,
                         tangent_space)
 
@@ -246,10 +247,19 @@ class AugmentedCovariance(TransformerMixin, BaseEstimator):
         Channels of the trials seen in ``fit``.
     n_times_in_ : int
         Samples per trial seen in ``fit``.
+    sfreq_ : float or None
+        Sampling rate of the DecodingData seen in ``fit``; None for a plain array.
+    ch_names_ : tuple of str or None
+        Channel names of the DecodingData seen in ``fit``; None for a plain array.
 
     Notes
     -----
     Each trial keeps ``n_times - (order - 1) * lag`` samples (see :func:`delay_embed`).
+
+    ``fit`` and ``transform`` take a DecodingData or an array. After a fit on a DecodingData,
+    one given to ``transform`` must have the same channels in the same order and the same
+    sampling rate (``lag`` counts samples: at another rate it is another delay), else
+    ``ValueError``.
     """
 
     def __init__(self, order=1, lag=1, estimator="oas"):
@@ -257,26 +267,27 @@ class AugmentedCovariance(TransformerMixin, BaseEstimator):
         self.lag = lag
         self.estimator = estimator
 
-    def _validate(self, X) -> np.ndarray:
+    def _validate(self, X, reset: bool) -> tuple:
         _check_order_lag(self.order, self.lag)
         _check_estimator(self.estimator)
+        X, sfreq, ch_names = check_signal_info(self, X, reset=reset)
         X = check_signals(X, type(self).__name__)
         _check_length(X.shape[-1], self.order, self.lag)
-        return X
+        return X, sfreq, ch_names
 
     def fit(self, X, y=None):
         """Check parameters and the trial shape.
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
         y : ignored
 
         Returns
         -------
         self : AugmentedCovariance
         """
-        X = self._validate(X)
+        X, self.sfreq_, self.ch_names_ = self._validate(X, reset=True)
         self.n_channels_in_, self.n_times_in_ = X.shape[1], X.shape[2]
         return self
 
@@ -285,7 +296,7 @@ class AugmentedCovariance(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
 
         Returns
         -------
@@ -293,7 +304,7 @@ class AugmentedCovariance(TransformerMixin, BaseEstimator):
             SPD for ``"oas"``/``"lwf"``; for ``"scm"`` only when there are more samples than rows.
         """
         check_is_fitted(self, "n_channels_in_")
-        X = self._validate(X)
+        X = self._validate(X, reset=False)[0]
         if X.shape[1] != self.n_channels_in_:
             raise ValueError(f"X has {X.shape[1]} channels; {self.n_channels_in_} were seen in fit")
         return covariances(delay_embed(X, self.order, self.lag), self.estimator)
@@ -321,6 +332,11 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
     those fixed tangent vectors. The plain covariance (order 1) is always a candidate, so the
     choice is never worse than it by the inner estimate.
 
+    Any number of classes works: ``scoring="auto"`` is ROC AUC for two classes and balanced
+    accuracy for more (e.g. left/right/idle windows), where plain ROC AUC is undefined. A
+    candidate whose inner score fails or is NaN on any fold is left out of the choice (with a
+    warning); if every candidate fails, ``fit`` raises a ``ValueError`` naming the first failure.
+
     Parameters
     ----------
     orders : iterable of int, default=range(1, 11)
@@ -331,8 +347,11 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
         Covariance estimator (see :class:`AugmentedCovariance`).
     cv : int or cross-validation splitter, default=3
         Inner folds (an int means ``StratifiedKFold`` without shuffling, as ``check_cv`` gives).
-    scoring : str or callable, default="roc_auc"
-        Any scikit-learn scorer.
+    scoring : "auto", str or callable, default="auto"
+        Any scikit-learn scorer. ``"auto"``: ``"roc_auc"`` for two classes,
+        ``"balanced_accuracy"`` for more. (``"roc_auc_ovr"`` would need ``predict_proba``,
+        which the default linear SVC lacks; balanced accuracy, unlike accuracy, is not won
+        by always answering a dominant idle class.)
     classifier : estimator or None, default=None
         Classifier on tangent vectors; None means ``SVC(kernel="linear")``.
     max_dim_ratio : float, default=0.5
@@ -352,13 +371,26 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
     ----------
     order_, lag_ : int
         Chosen pair.
+    scoring_ : str or callable
+        The scoring used (``"auto"`` resolved).
     cv_results_ : dict of ndarray
-        One entry per candidate: ``order``, ``lag``, ``mean_test_score``, ``std_test_score``,
-        ``score_time`` (seconds, covariance + tangent map + inner CV), ``rank_test_score``.
+        One entry per candidate: ``order``, ``lag``, ``mean_test_score`` (NaN for a candidate
+        that could not be scored), ``std_test_score``, ``score_time`` (seconds, covariance +
+        tangent map + inner CV), ``rank_test_score`` (NaN scores rank last).
     n_channels_in_ : int
+    sfreq_ : float or None
+        Sampling rate of the DecodingData seen in ``fit``; None for a plain array.
+    ch_names_ : tuple of str or None
+        Channel names of the DecodingData seen in ``fit``; None for a plain array.
+
+    Notes
+    -----
+    ``fit`` and ``transform`` take a DecodingData or an array, as :class:`AugmentedCovariance`
+    does. ``y`` must be passed even with a DecodingData (``fit(data, data.y)``, and
+    ``pipe.fit(data, data.y)`` in a Pipeline, whose later steps need it too).
     """
 
-    def __init__(self, orders=range(1, 11), lags=range(1, 11), estimator="oas", cv=3, scoring="roc_auc",
+    def __init__(self, orders=range(1, 11), lags=range(1, 11), estimator="oas", cv=3, scoring="auto",
                  classifier=None, max_dim_ratio=0.5, beam=3, rule="one_se"):
         self.orders = orders
         self.lags = lags
@@ -393,38 +425,57 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
         y : array-like of shape (n_trials,)
+            Required, also with a DecodingData (``fit(data, data.y)``).
 
         Returns
         -------
         self : AugmentedCovarianceSelector
         """
+        name = type(self).__name__
         _check_estimator(self.estimator)
         if self.rule not in ("best", "one_se"):
             raise ValueError(f"rule must be 'best' or 'one_se'; got {self.rule!r}")
-        X = check_signals(X, type(self).__name__)
+        X, sfreq, ch_names = check_signal_info(self, X, reset=True)
+        X = check_signals(X, name)
+        if y is None:
+            # Taking data.y here would not help a Pipeline: its later steps would still get y=None.
+            raise ValueError(f"{name} is supervised: y is required; with a DecodingData call fit(data, data.y) "
+                             "(pipe.fit(data, data.y) for a Pipeline)")
         y = np.asarray(y)
         if y.shape != (X.shape[0],):
             raise ValueError(f"y must have shape ({X.shape[0]},) to match X; got {y.shape}")
         check_classification_targets(y)
+        n_classes = np.unique(y).size
+        scoring = self.scoring
+        if isinstance(scoring, str) and scoring == "auto":
+            scoring = "roc_auc" if n_classes == 2 else "balanced_accuracy"
         n_channels, n_times = X.shape[1:]
         by_order = self._candidates(n_channels, n_times)
         classifier = SVC(kernel="linear") if self.classifier is None else self.classifier
         cv = check_cv(self.cv, y, classifier=True)
         products = LaggedProducts(X, max((o - 1) * max(lags) for o, lags in by_order.items()))
-        pairs, means, stds, times = [], [], [], []
+        pairs, means, stds, times, failures = [], [], [], [], []
 
         def score(order, lag):
             start = time.perf_counter()
             C = torch.from_numpy(products.covariances(order, lag, self.estimator))
             features = tangent_space(C, C.mean(dim=0)).numpy()
-            scores = cross_val_score(clone(classifier), features, y, cv=cv, scoring=self.scoring)
+            try:
+                scores = cross_val_score(clone(classifier), features, y, cv=cv, scoring=scoring, error_score="raise")
+            except Exception as err:  # noqa: BLE001 - any failure leaves this candidate out; all failing raises below
+                scores, reason = np.full(1, np.nan), err
+            else:
+                reason = None if np.isfinite(scores).all() else f"the scorer returned {scores.tolist()}"
+            if reason is not None:
+                failures.append(((order, lag), reason))
             pairs.append((order, lag))
-            means.append(scores.mean())
-            stds.append(scores.std())
+            means.append(scores.mean() if reason is None else np.nan)
+            stds.append(scores.std() if reason is None else np.nan)
             times.append(time.perf_counter() - start)
-            return scores.mean()
+            # -inf rather than NaN: the beam's ranking and stopping compare these.
+            return means[-1] if reason is None else -np.inf
 
         best_so_far, previous = -np.inf, None
         for order, lags in by_order.items():
@@ -439,14 +490,28 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
                 previous = scored
             best_so_far = max(best_so_far, *scored.values())
         means, stds = np.asarray(means), np.asarray(stds)
+        scored = ~np.isnan(means)
+        if failures:
+            (order, lag), reason = failures[0]
+            detail = (f"first: (order={order}, lag={lag}): "
+                      f"{type(reason).__name__ + ': ' if isinstance(reason, Exception) else ''}{reason}")
+            if not scored.any():
+                hint = (f"; y has {n_classes} classes: scoring='auto' uses balanced accuracy beyond two"
+                        if n_classes > 2 and scoring != "balanced_accuracy" else "")
+                raise ValueError(f"{name}: no candidate (order, lag) could be scored with scoring={scoring!r} "
+                                 f"({detail}){hint}") from (reason if isinstance(reason, Exception) else None)
+            warnings.warn(f"{name}: {len(failures)} of {len(pairs)} candidates could not be scored with "
+                          f"scoring={scoring!r} and were left out of the choice ({detail})", UserWarning,
+                          stacklevel=2)
         # Ties go to the earliest candidate, the smallest order then lag: the cheaper matrix.
-        best = int(np.argmax(means))
+        best = int(np.nanargmax(means))
         if self.rule == "one_se":
             orders = np.array([p[0] for p in pairs])
-            within = means >= means[best] - stds[best] / np.sqrt(cv.get_n_splits(X, y))
+            within = scored & (means >= means[best] - stds[best] / np.sqrt(cv.get_n_splits(X, y)))
             smallest = orders == orders[within].min()
-            best = int(np.argmax(np.where(smallest, means, -np.inf)))
+            best = int(np.argmax(np.where(smallest & scored, means, -np.inf)))
         self.order_, self.lag_ = pairs[best]
+        self.scoring_ = scoring
         self.cv_results_ = {
             "order": np.array([p[0] for p in pairs]), "lag": np.array([p[1] for p in pairs]),
             "mean_test_score": means, "std_test_score": stds, "score_time": np.asarray(times),
@@ -454,6 +519,7 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
         }
         self.n_channels_in_ = n_channels
         self.n_times_in_ = n_times
+        self.sfreq_, self.ch_names_ = sfreq, ch_names
         return self
 
     def transform(self, X):
@@ -461,14 +527,14 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
 
         Returns
         -------
         C : ndarray of shape (n_trials, order_ * n_channels, order_ * n_channels)
         """
         check_is_fitted(self, "order_")
-        X = check_signals(X, type(self).__name__)
+        X = check_signals(check_signal_info(self, X, reset=False)[0], type(self).__name__)
         if X.shape[1] != self.n_channels_in_:
             raise ValueError(f"X has {X.shape[1]} channels; {self.n_channels_in_} were seen in fit")
         _check_length(X.shape[-1], self.order_, self.lag_)

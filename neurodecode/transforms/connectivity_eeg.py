@@ -18,7 +18,7 @@ from mne.time_frequency import morlet, tfr_array_morlet, tfr_array_multitaper
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils.checks import check_signals
+from .._utils.checks import check_signal_info, check_signals
 from .spectral import band_feature_names, band_masks, channel_names, check_bands
 
 METHODS = ("coh", "imcoh", "plv", "wpli")
@@ -146,8 +146,10 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
     bands : dict of str to (float, float), list of (float, float), or None
         Frequency bands in Hz, both edges included. None: theta (4, 8), alpha (8, 13),
         beta (13, 30).
-    sfreq : float
-        Sampling rate of X in Hz. Required.
+    sfreq : float or None
+        Sampling rate of X in Hz. None (default): the rate of the
+        :class:`~neurodecode.data.DecodingData` given to ``fit``; fitting a plain array then
+        raises. A number must agree with a DecodingData's rate.
     output : {"node_strength", "matrix", "vector"}
         ``"matrix"``: (n_trials, n_bands, n_channels, n_channels), symmetric with a zero
         diagonal (antisymmetric for imcoh). ``"node_strength"``: (n_trials, n_bands *
@@ -178,6 +180,10 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
+    sfreq_ : float
+        Sampling rate used, in Hz.
+    ch_names_ : tuple of str or None
+        Channel names of the DecodingData seen in fit; None for a plain array.
     n_channels_ : int
         Number of channels seen in fit.
     bands_ : dict of str to (float, float)
@@ -185,6 +191,12 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
     freqs_ : ndarray of shape (n_freqs,)
         Frequencies computed (cwt_morlet, multitaper; for fourier they depend on n_per_seg
         and are those of the FFT bins inside the bands).
+
+    Notes
+    -----
+    ``fit`` and ``transform`` take a DecodingData or an array. A DecodingData given to
+    ``transform`` must have the sampling rate and the channels (same names, same order) seen
+    in fit, else ``ValueError``; an array is only checked for its channel count.
     """
 
     def __init__(self, method="coh", bands=None, sfreq=None, output="node_strength", mode="cwt_morlet",
@@ -204,11 +216,12 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
-        """Check the parameters against X and remember its number of channels.
+        """Check the parameters against X and remember its sampling rate and channels.
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
+            A DecodingData supplies the sampling rate when ``sfreq`` is None.
         y : ignored
 
         Returns
@@ -219,7 +232,8 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
         for param, allowed in (("method", METHODS), ("mode", MODES), ("output", OUTPUTS)):
             if getattr(self, param) not in allowed:
                 raise ValueError(f"{name}: {param} must be one of {list(allowed)}, got {getattr(self, param)!r}")
-        bands = check_bands(self.bands, self.sfreq, name)
+        X, sfreq, ch_names = check_signal_info(self, X, reset=True, sfreq=self.sfreq)
+        bands = check_bands(self.bands, sfreq, name)
         X = check_signals(X, name)
         if X.shape[1] < 2:
             raise ValueError(f"{name}: connectivity needs at least 2 channels, got X of shape {X.shape}")
@@ -238,22 +252,23 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                       or value < 0):
                 raise ValueError(f"{name}: {param} must be a non-negative int or None, got {value!r}")
-        self.bands_ = bands
-        self.freqs_ = band_frequencies(bands, self.freq_step)
-        self._check_wavelet_fits(X.shape[-1])
+        freqs = band_frequencies(bands, self.freq_step)
+        self._check_wavelet_fits(X.shape[-1], sfreq, freqs)
+        self.bands_, self.freqs_ = bands, freqs
+        self.sfreq_, self.ch_names_ = sfreq, ch_names
         self.n_channels_ = X.shape[1]
         return self
 
-    def _check_wavelet_fits(self, n_times: int) -> None:
+    def _check_wavelet_fits(self, n_times: int, sfreq: float, freqs: np.ndarray) -> None:
         """Raise if the lowest frequency's wavelet is longer than a trial (cwt_morlet, multitaper)."""
         if self.mode == "fourier":
             return
-        lowest = self.freqs_[0]
+        lowest = freqs[0]
         if self.mode == "cwt_morlet":
             # MNE's Morlet wavelet spans +-5 standard deviations, about 1.6 x n_cycles periods.
-            wavelet_length = morlet(self.sfreq, [lowest], n_cycles=self.n_cycles, zero_mean=False)[0].size
+            wavelet_length = morlet(sfreq, [lowest], n_cycles=self.n_cycles, zero_mean=False)[0].size
         else:
-            wavelet_length = np.arange(0.0, self.n_cycles / lowest, 1.0 / self.sfreq).size
+            wavelet_length = np.arange(0.0, self.n_cycles / lowest, 1.0 / sfreq).size
         if wavelet_length > n_times:
             raise ValueError(f"{type(self).__name__}: at {lowest:g} Hz the {self.n_cycles:g}-cycle {self.mode} "
                              f"wavelet spans {wavelet_length} samples, more than the trials' {n_times}; lower "
@@ -264,27 +279,27 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
         name = type(self).__name__
         n_times = X.shape[-1]
         if self.mode == "fourier":
-            n_per_seg = int(round(self.sfreq)) if self.n_per_seg is None else self.n_per_seg
+            n_per_seg = int(round(self.sfreq_)) if self.n_per_seg is None else self.n_per_seg
             n_overlap = n_per_seg // 2 if self.n_overlap is None else self.n_overlap
             if not 2 <= n_per_seg <= n_times:
                 raise ValueError(f"{name}: n_per_seg={n_per_seg} samples must be between 2 and the trial "
                                  f"length {n_times}")
             if n_overlap >= n_per_seg:
                 raise ValueError(f"{name}: n_overlap={n_overlap} must be smaller than n_per_seg={n_per_seg}")
-            W, freqs = _segment_coefficients(X, self.sfreq, n_per_seg, n_overlap)
+            W, freqs = _segment_coefficients(X, self.sfreq_, n_per_seg, n_overlap)
             if W.shape[-1] < 2:
                 raise ValueError(f"{name}: trials of {n_times} samples give one segment of {n_per_seg}; "
                                  "connectivity over one segment is trivially 1 or 0: shorten n_per_seg")
             keep = band_masks(freqs, self.bands_, name).any(axis=0)
             return W[:, :, :, keep], None, freqs[keep]
-        self._check_wavelet_fits(n_times)
+        self._check_wavelet_fits(n_times, self.sfreq_, self.freqs_)
         if self.mode == "cwt_morlet":
             # zero_mean=False: what mne-connectivity's spectral_connectivity_time uses.
-            W = tfr_array_morlet(X, self.sfreq, self.freqs_, n_cycles=self.n_cycles, zero_mean=False,
+            W = tfr_array_morlet(X, self.sfreq_, self.freqs_, n_cycles=self.n_cycles, zero_mean=False,
                                  decim=self.decim, output="complex", n_jobs=self.n_jobs, verbose="error")
             return W[:, :, None], None, self.freqs_
         W, weights = tfr_array_multitaper(
-            X, self.sfreq, self.freqs_, n_cycles=self.n_cycles,
+            X, self.sfreq_, self.freqs_, n_cycles=self.n_cycles,
             time_bandwidth=4.0 if self.mt_bandwidth is None else self.mt_bandwidth, decim=self.decim,
             output="complex", return_weights=True, n_jobs=self.n_jobs, verbose="error")
         return W, weights, self.freqs_
@@ -294,14 +309,16 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
+            A DecodingData must match the sampling rate and channels seen in fit.
 
         Returns
         -------
         conn : ndarray of shape (n_trials, n_bands, n_channels, n_channels)
         """
         check_is_fitted(self, "n_channels_")
-        X = check_signals(X, type(self).__name__, n_channels=self.n_channels_)
+        X = check_signals(check_signal_info(self, X, reset=False)[0], type(self).__name__,
+                          n_channels=self.n_channels_)
         per_trial = self.n_channels_ * len(self.freqs_) * max(X.shape[-1] // self.decim, 1)
         if self.mode == "multitaper":
             per_trial *= int(np.floor((4.0 if self.mt_bandwidth is None else self.mt_bandwidth) - 1))
@@ -320,7 +337,8 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
+            A DecodingData must match the sampling rate and channels seen in fit.
 
         Returns
         -------
@@ -344,7 +362,7 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         input_features : list of str or None
-            Channel names; default ``ch0, ch1, ...``.
+            Channel names; None: ``ch_names_`` when fit saw a DecodingData, else ``ch0, ch1, ...``.
 
         Returns
         -------
@@ -352,6 +370,7 @@ class EEGConnectivity(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "n_channels_")
         name = type(self).__name__
+        input_features = self.ch_names_ if input_features is None else input_features
         if self.output == "matrix":
             raise ValueError(f"{name}: output='matrix' gives 4-D arrays, which have no feature names")
         if self.output == "node_strength":

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import ESTIMATORS, covariances, mean_riemann, tangent_space
 from ..geometry._backend import to_tensor
-from .._utils.checks import check_matrices, check_signals
+from .._utils.checks import check_matrices, check_signal_info, check_signals
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -56,6 +56,17 @@ class Covariances(BaseEstimator, TransformerMixin):
     ----------
     n_channels_ : int
         Channels seen in ``fit``.
+    sfreq_ : float or None
+        Sampling rate of the DecodingData seen in ``fit``; None for a plain array.
+    ch_names_ : tuple of str or None
+        Channel names of the DecodingData seen in ``fit``; None for a plain array.
+
+    Notes
+    -----
+    ``fit`` and ``transform`` take a DecodingData or an array. A DecodingData given to
+    ``transform`` after a fit on a DecodingData must have the same channels in the same order
+    (a permuted covariance would meet a classifier trained on another layout) and the same
+    sampling rate, else ``ValueError``.
     """
 
     def __init__(self, estimator="oas", device="cpu", dtype="float64", batch_size=None):
@@ -65,18 +76,24 @@ class Covariances(BaseEstimator, TransformerMixin):
         self.batch_size = batch_size
 
     def fit(self, X, y=None):
-        """Check the parameters and remember the channel count.
+        """Check the parameters and remember the channels.
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
         y : ignored
+
+        Returns
+        -------
+        self : Covariances
         """
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}; got {self.estimator!r}")
         resolve_device(self.device)
         resolve_dtype(self.dtype)
+        X, sfreq, ch_names = check_signal_info(self, X, reset=True)
         X = check_signals(X, type(self).__name__)
+        self.sfreq_, self.ch_names_ = sfreq, ch_names
         self.n_channels_ = X.shape[1]
         return self
 
@@ -85,14 +102,14 @@ class Covariances(BaseEstimator, TransformerMixin):
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
 
         Returns
         -------
         C : ndarray of shape (n_trials, n_channels, n_channels)
         """
         check_is_fitted(self, "n_channels_")
-        X = check_signals(X, type(self).__name__, n_channels=self.n_channels_)
+        X = check_signals(check_signal_info(self, X, reset=False)[0], type(self).__name__, n_channels=self.n_channels_)
         T, _ = to_tensor(X, device=resolve_device(self.device), dtype=resolve_dtype(self.dtype))
         C = batched(lambda part: covariances(part, self.estimator), T, self.batch_size)
         return C.cpu().numpy().astype(np.float64, copy=False)

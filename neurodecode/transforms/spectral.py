@@ -13,7 +13,7 @@ from mne.time_frequency import psd_array_multitaper, psd_array_welch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._utils.checks import check_signals
+from .._utils.checks import check_signal_info, check_signals
 
 #: The bands used when ``bands=None``: name -> (fmin, fmax) in Hz, both edges included.
 DEFAULT_BANDS = {"theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
@@ -95,9 +95,11 @@ class BandPower(TransformerMixin, BaseEstimator):
     bands : dict of str to (float, float), list of (float, float), or None
         Frequency bands in Hz, both edges included. None: theta (4, 8), alpha (8, 13),
         beta (13, 30).
-    sfreq : float
-        Sampling rate of X in Hz. Required (there is no default: a wrong rate silently
-        shifts every band).
+    sfreq : float or None
+        Sampling rate of X in Hz. None (default): the rate of the
+        :class:`~neurodecode.data.DecodingData` given to ``fit``; fitting a plain array then
+        raises rather than guess (a wrong rate silently shifts every band). A number must
+        agree with a DecodingData's rate.
     method : {"welch", "multitaper"}
         Spectral estimator.
     log : bool
@@ -121,6 +123,10 @@ class BandPower(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
+    sfreq_ : float
+        Sampling rate used, in Hz.
+    ch_names_ : tuple of str or None
+        Channel names of the DecodingData seen in fit; None for a plain array.
     n_channels_ : int
         Number of channels seen in fit.
     bands_ : dict of str to (float, float)
@@ -128,6 +134,10 @@ class BandPower(TransformerMixin, BaseEstimator):
 
     Notes
     -----
+    ``fit`` and ``transform`` take a DecodingData or an array. A DecodingData given to
+    ``transform`` must have the sampling rate and the channels (same names, same order) seen
+    in fit, else ``ValueError``; an array is only checked for its channel count.
+
     Output feature order is band-major: feature ``b * n_channels + c`` is band ``b``
     (in the order of ``bands``) of channel ``c``, as :meth:`get_feature_names_out` lists.
     """
@@ -146,11 +156,12 @@ class BandPower(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
-        """Check the parameters and remember the number of channels.
+        """Check the parameters and remember the sampling rate and channels.
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
+            A DecodingData supplies the sampling rate when ``sfreq`` is None.
         y : ignored
 
         Returns
@@ -165,9 +176,11 @@ class BandPower(TransformerMixin, BaseEstimator):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                       or value < 0):
                 raise ValueError(f"{name}: {param} must be a non-negative int or None, got {value!r}")
-        bands = check_bands(self.bands, self.sfreq, name)
+        X, sfreq, ch_names = check_signal_info(self, X, reset=True, sfreq=self.sfreq)
+        bands = check_bands(self.bands, sfreq, name)
         X = check_signals(X, name)
         self.bands_ = bands
+        self.sfreq_, self.ch_names_ = sfreq, ch_names
         self.n_channels_ = X.shape[1]
         return self
 
@@ -177,15 +190,15 @@ class BandPower(TransformerMixin, BaseEstimator):
         n_times = X.shape[-1]
         if self.method == "multitaper":
             # normalization="full" makes the result a density (power per Hz), as Welch's is.
-            psd, freqs = psd_array_multitaper(X, self.sfreq, fmin=fmin, fmax=fmax, bandwidth=self.bandwidth,
+            psd, freqs = psd_array_multitaper(X, self.sfreq_, fmin=fmin, fmax=fmax, bandwidth=self.bandwidth,
                                               normalization="full", n_jobs=self.n_jobs, verbose="error")
             return psd, freqs
-        n_per_seg = min(int(round(self.sfreq)) if self.n_per_seg is None else self.n_per_seg, n_times)
+        n_per_seg = min(int(round(self.sfreq_)) if self.n_per_seg is None else self.n_per_seg, n_times)
         n_overlap = n_per_seg // 2 if self.n_overlap is None else self.n_overlap
         if n_overlap >= n_per_seg:
             raise ValueError(f"{type(self).__name__}: n_overlap={n_overlap} must be smaller than the "
                              f"segment length {n_per_seg} samples")
-        psd, freqs = psd_array_welch(X, self.sfreq, fmin=fmin, fmax=fmax, n_fft=n_per_seg, n_per_seg=n_per_seg,
+        psd, freqs = psd_array_welch(X, self.sfreq_, fmin=fmin, fmax=fmax, n_fft=n_per_seg, n_per_seg=n_per_seg,
                                      n_overlap=n_overlap, window=self.window, n_jobs=self.n_jobs,
                                      verbose="error")
         return psd, freqs
@@ -195,7 +208,8 @@ class BandPower(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray of shape (n_trials, n_channels, n_times)
+        X : DecodingData or ndarray of shape (n_trials, n_channels, n_times)
+            A DecodingData must match the sampling rate and channels seen in fit.
 
         Returns
         -------
@@ -204,9 +218,9 @@ class BandPower(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "n_channels_")
         name = type(self).__name__
-        X = check_signals(X, name, n_channels=self.n_channels_)
+        X = check_signals(check_signal_info(self, X, reset=False)[0], name, n_channels=self.n_channels_)
         psd, freqs = self._psd(X)
-        df = freqs[1] - freqs[0] if freqs.size > 1 else self.sfreq / X.shape[-1]
+        df = freqs[1] - freqs[0] if freqs.size > 1 else self.sfreq_ / X.shape[-1]
         masks = band_masks(freqs, self.bands_, name)
         power = np.einsum("ncf,bf->nbc", psd, masks.astype(np.float64)) * df
         if self.relative:
@@ -222,19 +236,21 @@ class BandPower(TransformerMixin, BaseEstimator):
         return power.reshape(len(X), -1)
 
     def get_feature_names_out(self, input_features=None):
-        """Names ``"<band>_<channel>"`` in output order; channels are ``ch<i>`` unless ``input_features`` names them.
+        """Names ``"<band>_<channel>"`` in output order.
 
         Parameters
         ----------
         input_features : list of str or None
-            Channel names, one per channel.
+            Channel names, one per channel; None: ``ch_names_`` when fit saw a DecodingData,
+            else ``ch0, ch1, ...``.
 
         Returns
         -------
         names : ndarray of str of shape (n_bands * n_channels,)
         """
         check_is_fitted(self, "n_channels_")
-        return band_feature_names(self.bands_, self.n_channels_, input_features, type(self).__name__)
+        names = self.ch_names_ if input_features is None else input_features
+        return band_feature_names(self.bands_, self.n_channels_, names, type(self).__name__)
 
 
 def channel_names(n_channels: int, names, owner: str) -> list:

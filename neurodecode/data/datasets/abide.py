@@ -163,3 +163,14 @@ def load_abide(*, subjects=None, sites=None) -> DecodingData:
     info = SignalInfo(sfreq=None, ch_names=ROI_NAMES, ch_types=["misc"] * N_ROIS, modality="fmri", unit="a.u.",
                       class_names=CLASS_NAMES)
     return DecodingData(X, metadata.pop("label").to_numpy(dtype=np.int64), metadata, info)
+
+
+def summarize(card) -> list:
+    if card.name == "abide_pcp_atlases":
+        from ..io.fmri import extract_atlas_signals
+        signals = extract_atlas_signals(card.path("abide_spatial_maps/PNAS_Smith09_rsn10.nii.gz"),
+                                        card.path("abide_rois/aal_mask_pad.nii.gz"))
+        return [("AAL signals of the 10 Smith-2009 RSN maps", np.shape(signals), {})]
+    data = load_abide()
+    n_times = sorted({x.shape[1] for x in data.X})
+    return [(f"ROI time series (volumes per subject: {n_times})", data.shape, data.class_counts())]

@@ -197,3 +197,12 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     if labels.max() > 9:
         raise CorruptFileError(f"{labels_path} holds label {labels.max()}; expected digits 0-9")
     return images, labels.astype(np.int64)
+
+
+def summarize(card) -> list:
+    if card.name == "mnist_t10k":
+        from collections import Counter
+        images, labels = load_mnist()
+        return [("images", images.shape, dict(sorted(Counter(labels.tolist()).items())))]
+    return [(f"{split} voxels", load_digit69(split).shape, load_digit69(split).class_counts())
+            for split in ("train", "test")]

@@ -1,7 +1,9 @@
 """PhysioNet EEG Motor Movement/Imagery (eegmmidb 1.0.0): motor-imagery runs as decoding data.
 
 Schalk et al.'s 64-channel BCI2000 recordings (160 Hz EDF+, cues as ``T0``/``T1``/``T2``
-annotations). Only the imagery runs are staged (see the ``eegmmidb`` dataset card):
+annotations) of 109 subjects. Any subject whose files are present under the dataset folder loads;
+every file is checked against the sha256 that MNE-Python ships for all 109 subjects
+(``mne/data/eegbci_checksums.txt``, named by the card's ``files_from``). The runs used:
 
 * runs 4, 8, 12: imagine opening/closing the left or the right fist (``T1``/``T2``);
 * runs 6, 10, 14: imagine both fists or both feet (``T1``/``T2``);
@@ -18,7 +20,6 @@ folder without touching the network, to check that claim or to benchmark against
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import operator
 import re
@@ -29,16 +30,12 @@ import numpy as np
 
 from ..._utils.env import temporary_environ
 from ..cards import DatasetCard, get_card
+from ..dataset import Dataset, Paradigm, Recording
 from ..container import DecodingData
 from ..errors import DataNotFoundError, EmptySelectionError, InvalidDataError
 from ..io.recordings import epochs_to_data, find_events, load_many, read_raw, select_event_id
 
 DATASET = "eegmmidb"
-
-#: Subjects staged with the three left/right-fist imagery runs (4, 8, 12).
-EEGMMIDB_SUBJECTS = tuple(range(1, 20)) + (42,)
-#: Subjects staged with every imagery run (4, 8, 12 and 6, 10, 14).
-EEGMMIDB_ALL_IMAGERY_SUBJECTS = (1, 4, 15, 42)
 
 LEFT_RIGHT_RUNS = (4, 8, 12)
 HANDS_FEET_RUNS = (6, 10, 14)
@@ -80,19 +77,28 @@ def _card() -> DatasetCard:
 
 
 def available_runs() -> dict:
-    """Which runs the dataset card lists for each subject.
+    """Which runs are present under the dataset folder, for every subject with at least one.
+
+    Files are looked up against the card's list of every published file (all 109 subjects);
+    presence is checked here, checksums when a run is read.
 
     Returns
     -------
     runs : dict of int to tuple of int
-        Subject number to its sorted PhysioNet run numbers, e.g. ``{1: (1, 2, 4, 6, ...)}``.
+        Subject number to its sorted PhysioNet run numbers present, e.g. ``{1: (1, 2, 4, 6, ...)}``.
     """
+    root = _card().root()
     found: dict[int, set] = {}
     for f in _card().files:
         match = _FILE_RE.match(f.path)
-        if match:
+        if match and (root / f.path).is_file():
             found.setdefault(int(match.group(1)), set()).add(int(match.group(2)))
     return {subject: tuple(sorted(runs)) for subject, runs in sorted(found.items())}
+
+
+def present_subjects(task: str = "left_right") -> tuple:
+    """Subjects whose files hold every run of ``task`` (see :data:`TASKS`)."""
+    return _subjects_with(TASKS[task][0])
 
 
 def _as_int(value, what: str) -> int:
@@ -127,7 +133,7 @@ def read_eegmmidb_run(subject: int, run: int) -> mne.io.Raw:
     Parameters
     ----------
     subject : int
-        PhysioNet subject number (1-109; see :func:`available_runs` for those staged).
+        PhysioNet subject number (1-109; see :func:`available_runs` for those present).
     run : int
         PhysioNet run number: 4, 8, 12 (left/right fist imagery), 6, 10, 14 (both fists /
         both feet imagery) or 1, 2 (baselines).
@@ -144,23 +150,17 @@ def read_eegmmidb_run(subject: int, run: int) -> mne.io.Raw:
     Raises
     ------
     DataNotFoundError
-        The subject or run is not part of the staged subset (the message lists what is),
-        or the file is missing from ``$NEURODECODE_DATA``.
+        The file is missing from ``$NEURODECODE_DATA`` (the message names the expected path
+        and where to get it).
     ChecksumMismatchError
-        The file differs from the one the dataset card lists.
+        The file differs from the one PhysioNet publishes (sha256 from MNE's registry).
     """
     subject, run = _as_int(subject, "subject"), _as_int(run, "run")
-    relpath = _relpath(subject, run)
-    runs = available_runs()
-    if subject not in runs:
-        raise DataNotFoundError(
-            f"eegmmidb: subject {subject} (file {relpath}) is not in the staged subset; "
-            f"subjects available: {list(runs)}")
-    if run not in runs[subject]:
-        raise DataNotFoundError(
-            f"eegmmidb: subject {subject} has no run {run} (file {relpath}) in the staged subset; "
-            f"its runs are {list(runs[subject])}")
-    raw = read_raw(_card().path(relpath))
+    if not 1 <= subject <= 109 or not 1 <= run <= 14:
+        raise DataNotFoundError(f"eegmmidb: subject {subject}, run {run} does not exist; PhysioNet has subjects "
+                                "1-109, runs 1-14")
+    # The card lists every published file, so this checks presence and the sha256 MNE publishes.
+    raw = read_raw(_card().path(_relpath(subject, run)))
     montage = _montage()
     raw.rename_channels(_standard_channel_names(raw, montage))
     raw.set_montage(montage)
@@ -209,11 +209,11 @@ def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0,
     Parameters
     ----------
     subjects : int, list of int or None
-        PhysioNet subject numbers; default: every staged subject that has the task's runs.
+        PhysioNet subject numbers; default: every subject whose files hold the task's runs.
     task : {"left_right", "hands_feet", "imagery"}
-        ``"left_right"``: runs 4, 8, 12, classes ``left_hand``/``right_hand`` (20 subjects).
+        ``"left_right"``: runs 4, 8, 12, classes ``left_hand``/``right_hand``.
         ``"hands_feet"``: runs 6, 10, 14, classes ``hands``/``feet``.
-        ``"imagery"``: the six runs, four classes (subjects 1, 4, 15, 42 only).
+        ``"imagery"``: the six runs, four classes.
     tmin, tmax : float
         Trial window in seconds after each cue (both ends included); ``tmax=None`` means 3 s,
         the end of MOABB's trial interval.
@@ -240,7 +240,7 @@ def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0,
     Raises
     ------
     EmptySelectionError
-        A requested subject lacks the task's runs in the staged subset.
+        A requested subject lacks some of the task's files (the message names them and the folder).
     PartialLoadError
         Some subjects failed to load (``on_error="raise"``); the others are in ``.loaded``.
     """
@@ -254,9 +254,12 @@ def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0,
         subjects = [_as_int(s, "subject") for s in np.atleast_1d(subjects).tolist()]
         lacking = [s for s in subjects if s not in eligible]
         if lacking:
+            root = _card().root()
+            first = next(_relpath(s, r) for s in lacking for r in runs if not (root / _relpath(s, r)).is_file())
             raise EmptySelectionError(
-                f"eegmmidb: subject(s) {lacking} lack the runs {list(runs)} of task {task!r} in the staged "
-                f"subset; subjects with them: {list(eligible)}")
+                f"eegmmidb: subject(s) {lacking} lack files of runs {list(runs)} (task {task!r}) under {root}, "
+                f"e.g. {first}; get them with mne.datasets.eegbci.load_data or from {_card().source}. "
+                f"Subjects with them here: {list(eligible)}")
     t_end = TRIAL_INTERVAL[1] if tmax is None else tmax
     if not tmin < t_end:
         raise InvalidDataError(f"eegmmidb: tmin={tmin} must be smaller than tmax={t_end}")
@@ -268,53 +271,82 @@ def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0,
     return load_many(subjects, load_one, on_error=on_error, desc=f"eegmmidb {task}", progress=progress)
 
 
-# -- MOABB on the same folder, offline ------------------------------------------------------
+# -- the generic Dataset view -------------------------------------------------------------------
 
-@contextlib.contextmanager
-def moabb_offline_env():
-    """Point MNE/MOABB at the staged eegmmidb folder and away from the network, for a while.
-
-    Sets ``MNE_DATASETS_EEGBCI_PATH`` to ``$NEURODECODE_DATA/eegmmidb`` (the folder holding
-    ``MNE-eegbci-data``) and ``MOABB_DOWNLOAD_PROVIDER=upstream`` (MOABB >= 1.7 would
-    otherwise first ask the NEMAR mirror), then restores both on exit. MOABB only hashes
-    files that exist; use :func:`physionet_mi_offline` so it never asks for a missing one.
-    """
-    with temporary_environ({"MNE_DATASETS_EEGBCI_PATH": _card().root(), "MOABB_DOWNLOAD_PROVIDER": "upstream"}):
-        yield
-
-
-def physionet_mi_offline(*, with_feet_runs: bool = False):
-    """MOABB's ``PhysionetMI(imagined=True)`` restricted to what is staged here.
-
-    Use it inside :func:`moabb_offline_env`. Every file it will read is checked to exist
-    first, since a missing one would send MOABB to the network.
+class EEGMMIDB(Dataset):
+    """eegmmidb as a :class:`~neurodecode.data.dataset.Dataset`: one task's runs, every subject present.
 
     Parameters
     ----------
-    with_feet_runs : bool
-        False: the 20 subjects of :data:`EEGMMIDB_SUBJECTS`, left/right runs only
-        (``feet_runs`` emptied). True: the subjects of :data:`EEGMMIDB_ALL_IMAGERY_SUBJECTS`
-        with all six imagery runs.
+    task : {"left_right", "hands_feet", "imagery"}
+        Which runs and classes (see :data:`TASKS`).
+    """
 
-    Returns
-    -------
-    dataset : moabb.datasets.PhysionetMI
+    def __init__(self, task: str = "left_right"):
+        if task not in TASKS:
+            raise InvalidDataError(f"eegmmidb: unknown task {task!r}; choose one of {list(TASKS)}")
+        card = _card()
+        paradigm = Paradigm.from_table(card.extra["paradigm"], where=f"card {DATASET}")
+        runs, classes = TASKS[task]
+        super().__init__(DATASET if task == "left_right" else f"{DATASET}-{task}",
+                         replace(paradigm, classes=classes), modality="eeg", picks="eeg")
+        self.task, self.runs = task, runs
+
+    def subjects(self) -> tuple:
+        return _subjects_with(self.runs)
+
+    def recordings(self, subject) -> list:
+        subject = _as_int(subject, "subject")
+        return [Recording(subject, "0", _MOABB_RUN_NAME[run], functools.partial(read_eegmmidb_run, subject, run),
+                          key=_card().entry(_relpath(subject, run)).sha256, extra={"physionet_run": run})
+                for run in self.runs]
+
+
+def moabb_offline_env():
+    """Environment that points MNE/MOABB's own eegmmidb reader at this folder and away from the network.
+
+    Used by the side-by-side benchmarks that run MOABB's ``PhysionetMI`` itself.
+    """
+    return temporary_environ({"MNE_DATASETS_EEGBCI_PATH": _card().root(), "MOABB_DOWNLOAD_PROVIDER": "upstream"})
+
+
+def physionet_mi_offline(subjects=None, *, with_feet_runs: bool = False):
+    """MOABB's own ``PhysionetMI(imagined=True)`` restricted to the subjects present here.
+
+    Use it inside :func:`moabb_offline_env`. Every file it will read is checked to exist first,
+    since a missing one would send MOABB to the network.
     """
     from moabb.datasets import PhysionetMI
 
-    subjects = EEGMMIDB_ALL_IMAGERY_SUBJECTS if with_feet_runs else EEGMMIDB_SUBJECTS
     runs = LEFT_RIGHT_RUNS + (HANDS_FEET_RUNS if with_feet_runs else ())
+    subjects = list(_subjects_with(runs) if subjects is None else subjects)
     root = _card().root()
     missing = [_relpath(s, r) for s in subjects for r in runs if not (root / _relpath(s, r)).is_file()]
     if missing:
         raise DataNotFoundError(f"eegmmidb: {len(missing)} file(s) MOABB would read are missing under {root} "
                                 f"(first: {missing[:3]}); MOABB would try to download them")
-    dataset = PhysionetMI(imagined=True, subjects=list(subjects))
+    dataset = PhysionetMI(imagined=True, subjects=subjects)
     if not with_feet_runs:
-        # PhysionetMI reads every run these lists name; the fists/feet runs of most subjects are not staged.
+        # PhysionetMI reads every run these lists name; left/right only.
         dataset.feet_runs = []
     return dataset
 
 
-__all__ = ["EEGMMIDB_SUBJECTS", "EEGMMIDB_ALL_IMAGERY_SUBJECTS", "TASKS", "available_runs", "read_eegmmidb_run",
-           "load_eegmmidb", "moabb_offline_env", "physionet_mi_offline"]
+def summarize(card=None) -> list:
+    """What ``neurodecode datasets`` prints for this card: one row per task with subjects present."""
+    rows = []
+    for task, label in (("left_right", "left/right fist imagery"), ("hands_feet", "hands/feet imagery")):
+        subjects = present_subjects(task)
+        if subjects:
+            data = load_eegmmidb(subjects, task=task)
+            rows.append((f"{label}, {len(subjects)} subjects", data.shape, data.class_counts()))
+    return rows
+
+
+def dataset(spec: str = "") -> EEGMMIDB:
+    """The :class:`EEGMMIDB` view for a dataset spec: ``eegmmidb`` or ``eegmmidb:hands_feet``."""
+    return EEGMMIDB(spec or "left_right")
+
+
+__all__ = ["EEGMMIDB", "TASKS", "available_runs", "dataset", "load_eegmmidb", "moabb_offline_env",
+           "physionet_mi_offline", "present_subjects", "read_eegmmidb_run", "summarize"]

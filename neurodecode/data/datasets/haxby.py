@@ -135,3 +135,8 @@ def load_haxby(*, mask="own", hrf_shift: int = 0, drop_rest: bool = False, stand
     info = SignalInfo(sfreq=1.0 / tr, ch_names=ch_names, ch_types=["misc"] * len(ch_names), modality="fmri", unit="a.u.",
                       class_names=class_names)
     return DecodingData(X[keep], y, metadata, info)
+
+
+def summarize(card=None) -> list:
+    data = load_haxby()
+    return [("volumes x voxels (own mask)", data.shape, data.class_counts())]

@@ -12,6 +12,7 @@ from the card as literal paths, never globbed.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import mne
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..cards import get_card
 from ..container import DecodingData
+from ..dataset import Dataset, Paradigm, Recording
 from ..errors import CorruptFileError, InvalidDataError
 from ..io.recordings import epochs_to_data, load_many, select_recordings, read_raw
 
@@ -103,3 +105,50 @@ def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_f
                               extra_metadata={"recording": _RAW_FILE.match(relpath).group(2)})
 
     return load_many(which, load_one, on_error=on_error, desc="kalunga2016", progress=progress)
+
+
+def _read_annotated(relpath: str):
+    """One recording with its ``-eve.fif`` events as class-named annotations and positions in metres."""
+    card = get_card(DATASET)
+    raw = read_raw(card.path(relpath))
+    events = _read_events(card.path(relpath.replace("_raw.fif", "-eve.fif")), raw)
+    positions = {ch["ch_name"]: ch["loc"][:3] / 1000.0 for ch in raw.info["chs"]}
+    raw.set_montage(mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head"), verbose="error")
+    names = {code: name for name, code in EVENT_ID.items()}
+    raw.set_annotations(mne.annotations_from_events(events, raw.info["sfreq"], event_desc=names,
+                                                    first_samp=raw.first_samp, orig_time=raw.annotations.orig_time,
+                                                    verbose="error"))
+    return raw
+
+
+class Kalunga2016(Dataset):
+    """The SSVEP exoskeleton recordings as a :class:`~neurodecode.data.dataset.Dataset`.
+
+    As MOABB's ``Kalunga2016``: one session ``"0"`` per subject, its two recordings as runs
+    ``"0"`` and ``"1"`` in time order.
+    """
+
+    def __init__(self):
+        card = get_card(DATASET)
+        super().__init__(DATASET, Paradigm.from_table(card.extra["paradigm"], where=f"card {DATASET}"),
+                         modality="eeg", picks="eeg")
+
+    def subjects(self) -> tuple:
+        root = get_card(DATASET).root()
+        by_subject = get_card(DATASET).files_by_subject(_RAW_FILE)
+        return tuple(s for s, paths in by_subject.items() if all((root / p).is_file() for p in paths))
+
+    def recordings(self, subject) -> list:
+        card = get_card(DATASET)
+        paths = card.files_by_subject(_RAW_FILE).get(int(subject), [])
+        return [Recording(int(subject), "0", str(i), functools.partial(_read_annotated, p), key=card.entry(p).sha256,
+                          extra={"recording": _RAW_FILE.match(p).group(2)}) for i, p in enumerate(paths)]
+
+
+def dataset(spec: str = "") -> Kalunga2016:
+    return Kalunga2016()
+
+
+def summarize(card=None) -> list:
+    data = load_kalunga2016()
+    return [("SSVEP trials", data.shape, data.class_counts())]

@@ -11,6 +11,7 @@ sample index, not the timestamp, gives the time of each sample and event.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pandas as pd
 
 from ..cards import get_card
 from ..container import DecodingData
+from ..dataset import Dataset, Paradigm, Recording
 from ..errors import CorruptFileError, DataNotFoundError, InvalidDataError
 from ..io.recordings import epochs_to_data, load_many, select_recordings
 
@@ -193,3 +195,44 @@ def load_muse_p300(subjects=None, *, tmin: float = -0.1, tmax: float = 0.8, l_fr
                               extra_metadata={"recording": name}, source=str(path))
 
     return load_many(which, load_one, on_error=on_error, desc="muse_p300", progress=progress)
+
+
+def _read_annotated(relpath: str):
+    """One run with its stimuli as ``target``/``non_target`` annotations."""
+    raw, events = read_muse_csv(get_card(DATASET).path(relpath))
+    names = {code: name for name, code in EVENT_ID.items()}
+    raw.set_annotations(mne.annotations_from_events(events, SFREQ, event_desc=names, verbose="error"))
+    return raw
+
+
+class MuseP300(Dataset):
+    """The Muse visual P300 runs as a :class:`~neurodecode.data.dataset.Dataset` (session from the folder)."""
+
+    def __init__(self):
+        card = get_card(DATASET)
+        super().__init__(DATASET, Paradigm.from_table(card.extra["paradigm"], where=f"card {DATASET}"),
+                         modality="eeg", picks="eeg")
+
+    def subjects(self) -> tuple:
+        card = get_card(DATASET)
+        root = card.root()
+        return tuple(s for s, paths in card.files_by_subject(_CSV_FILE).items()
+                     if all((root / p).is_file() for p in paths))
+
+    def recordings(self, subject) -> list:
+        card = get_card(DATASET)
+        out = []
+        for index, path in enumerate(card.files_by_subject(_CSV_FILE).get(int(subject), [])):
+            _, session, name = _CSV_FILE.match(path).groups()
+            out.append(Recording(int(subject), session, str(index), functools.partial(_read_annotated, path),
+                                 key=card.entry(path).sha256, extra={"recording": name}))
+        return out
+
+
+def dataset(spec: str = "") -> MuseP300:
+    return MuseP300()
+
+
+def summarize(card=None) -> list:
+    data = load_muse_p300()
+    return [("P300 epochs", data.shape, data.class_counts())]
