@@ -54,7 +54,7 @@ from sklearn.model_selection import ParameterGrid, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
-from neurodecode.data.datasets.eegmmidb import EEGMMIDB_SUBJECTS, load_eegmmidb  # noqa: E402
+from neurodecode.data.datasets.eegmmidb import load_eegmmidb, present_subjects  # noqa: E402
 from neurodecode.transforms.augmented import AugmentedCovariance, AugmentedCovarianceSelector  # noqa: E402
 
 torch.set_num_threads(1)
@@ -244,7 +244,8 @@ def report(results: Results, subjects) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subjects", type=int, nargs="+", default=list(EEGMMIDB_SUBJECTS))
+    parser.add_argument("--subjects", type=int, nargs="+", default=None,
+                        help="default: every subject present")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "acm")
     parser.add_argument("--grid-minutes", type=float, default=20.0)
     parser.add_argument("--hindsight-orders", type=int, nargs="*", default=[1, 2, 3])
@@ -252,6 +253,8 @@ def main(argv=None) -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     results = Results(args.out / "results.jsonl")
+    if args.subjects is None:
+        args.subjects = list(present_subjects("left_right"))
     if not args.report_only:
         data = load_eegmmidb(args.subjects, progress=False)
         pairs = [(1, 1)] + [(o, lag) for o in args.hindsight_orders if o > 1 for lag in args.hindsight_lags]

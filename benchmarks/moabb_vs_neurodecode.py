@@ -35,7 +35,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pandas as pd  # noqa: E402
 
-from neurodecode.data.datasets.eegmmidb import physionet_mi_offline  # noqa: E402
+from neurodecode.data.datasets.eegmmidb import moabb_offline_env, physionet_mi_offline  # noqa: E402
 from neurodecode.benchmark.runner import (BenchmarkConfig, load_pipelines, offline_moabb,  # noqa: E402
                                               run_benchmark, session_scores)
 
@@ -58,7 +58,7 @@ def run_moabb(pipeline_files, names, subjects, n_jobs, scratch) -> tuple[pd.Data
     specs, _ = load_pipelines(pipeline_files)
     configs = [{"name": s.name, "paradigms": s.paradigms, "pipeline": s.pipeline}
                | ({"param_grid": s.param_grid} if s.param_grid else {}) for s in specs if s.name in names]
-    with offline_moabb(scratch):
+    with offline_moabb(scratch), moabb_offline_env():
         dataset = physionet_mi_offline()
         dataset.subject_list = list(subjects)
         with mock.patch.object(LeftRightImagery, "datasets", new_callable=mock.PropertyMock,

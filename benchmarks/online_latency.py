@@ -28,7 +28,8 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
 from neurodecode.data import read_eegmmidb_run  # noqa: E402
-from neurodecode.data.stream import eegmmidb_streams, sliding_windows  # noqa: E402
+from neurodecode.data.registry import get_dataset  # noqa: E402
+from neurodecode.data.stream import sliding_windows  # noqa: E402
 from neurodecode.online import StreamingDecoder, decode_stream  # noqa: E402
 
 
@@ -52,7 +53,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=1, help="passes over the test run per decoder")
     args = parser.parse_args(argv)
     acm = [tuple(int(v) for v in pair.split("x")) for pair in args.acm.split(",") if pair]
-    train = sliding_windows(eegmmidb_streams(args.subject, runs=(4, 8)), 1.0, 0.5)
+    # The first two left/right runs (PhysioNet runs 4 and 8) train; the third is streamed.
+    train = sliding_windows(get_dataset("eegmmidb").streams([args.subject])[:2], 1.0, 0.5)
     raw = read_eegmmidb_run(args.subject, 12).get_data(picks="eeg") * 1e6
     rows = []
     for name, pipe in pipelines(acm).items():

@@ -31,8 +31,9 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # noqa: E4
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
-from neurodecode.data.datasets.eegmmidb import EEGMMIDB_SUBJECTS  # noqa: E402
-from neurodecode.data.stream import eegmmidb_streams, sliding_windows  # noqa: E402
+from neurodecode.data.datasets.eegmmidb import present_subjects  # noqa: E402
+from neurodecode.data.registry import get_dataset  # noqa: E402
+from neurodecode.data.stream import sliding_windows  # noqa: E402
 from neurodecode.benchmark.moabb_glue import moabb_offline_scores  # noqa
 from neurodecode.evaluation import pseudo_online_evaluate, side_by_side  # noqa: E402
 
@@ -59,14 +60,14 @@ def pipelines() -> dict:
 
 def parse_subjects(text: str) -> list:
     if text == "all":
-        return list(EEGMMIDB_SUBJECTS)
+        return list(present_subjects("left_right"))
     out = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
         out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    unknown = sorted(set(out) - set(EEGMMIDB_SUBJECTS))
+    unknown = sorted(set(out) - set(present_subjects("left_right")))
     if unknown:
-        raise SystemExit(f"subject(s) {unknown} are not staged; eegmmidb subjects: {list(EEGMMIDB_SUBJECTS)}")
+        raise SystemExit(f"subject(s) {unknown} have no files here; present: {list(present_subjects('left_right'))}")
     return out
 
 
@@ -74,10 +75,10 @@ def run_subject(subject: int, pipes: dict, train_every: int) -> list:
     records = []
     t0 = time.perf_counter()
     for with_idle in (False, True):
-        off = moabb_offline_scores(pipes, [subject], with_idle=with_idle)
+        off = moabb_offline_scores(pipes, "eegmmidb", [subject], with_idle=with_idle)
         records += [{"kind": "offline", "subject": subject, "pipeline": r.pipeline, "metric": r.metric,
                      "score": float(r.score)} for r in off.itertuples()]
-    streams = eegmmidb_streams(subject)
+    streams = get_dataset("eegmmidb").streams([subject])
     for setting, (window_s, step_s) in SETTINGS.items():
         windows = sliding_windows(streams, window_s, step_s)
         every = train_every if step_s < 0.5 else 1

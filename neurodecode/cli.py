@@ -42,7 +42,7 @@ def datasets_table(load: bool = True, names=None, stream=None, *, verify: bool =
         status = card.verify_all() if verify else card.status()
         row = {"dataset": card.name, "modality": card.modality, "licence": card.licence,
                "files": status["total"], "present": status["present"], "verified": status["verified"],
-               "unverified": status["unverified"], "missing": status["missing"],
+               "unverified": status["unverified"], "listed": status["listed"], "missing": status["missing"],
                "mismatched": status["mismatched"], "loads": [], "error": None}
         if status["error"]:
             row["error"] = status["error"]
@@ -65,7 +65,9 @@ def _print_row(row: dict, stream) -> None:
     ok = row["verified"] + unverified == row["files"]
     state = (("verified" if not unverified else "present, not all verifiable") if ok
              else ("MISSING" if row["present"] < row["files"] else "CHECKSUM MISMATCH"))
-    print(f"\n{row['dataset']}  [{row['modality']}]  files {row['present']}/{row['files']} present, "
+    listed = row.get("listed", row["files"])  # a partial card lists more files than are expected here
+    print(f"\n{row['dataset']}  [{row['modality']}]  files {row['present']}/{row['files']} present"
+          f"{f' (of {listed} the card lists)' if listed != row['files'] else ''}, "
           f"{row['verified']} verified{f', {unverified} unverified (no sha256)' if unverified else ''}: {state}",
           file=stream)
     print(f"  licence: {row['licence']}", file=stream)
@@ -93,7 +95,7 @@ def _subjects(text: str) -> list:
 
 
 def _add_benchmark_parser(sub) -> None:
-    from .benchmark.runner import DEFAULT_SUBJECTS, EVALUATIONS
+    from .benchmark.runner import DEFAULT_N_SUBJECTS, EVALUATIONS
 
     bench = sub.add_parser(
         "benchmark", help="run every pipeline of a folder on offline datasets, fold by fold, and write a report",
@@ -101,9 +103,12 @@ def _add_benchmark_parser(sub) -> None:
                     "evaluations, offline. Every finished fold is appended to OUT/results.jsonl; a rerun skips "
                     "stored folds. The report (HTML, PNG, CSV) goes to OUT/report/.")
     bench.add_argument("pipelines_dir", nargs="?", default="pipelines", help="folder or file (default: pipelines)")
-    bench.add_argument("--datasets", nargs="+", default=["eegmmidb"], help="datasets (default: eegmmidb)")
+    bench.add_argument("--datasets", nargs="+", default=["eegmmidb"], metavar="DATASET",
+                       help="package dataset names (eegmmidb, eegmmidb:hands_feet, kalunga2016, muse_p300), a card "
+                            "file (path/to/card.toml), a BIDS folder, or moabb:ClassName; each runs with the "
+                            "paradigm its card declares (default: eegmmidb)")
     bench.add_argument("--subjects", type=_subjects, default=None,
-                       help=f"e.g. 1-3,7 (default: {','.join(map(str, DEFAULT_SUBJECTS))}; --full: all)")
+                       help=f"e.g. 1-3,7 (default: the first {DEFAULT_N_SUBJECTS} subjects present; --full: all)")
     bench.add_argument("--pipelines", nargs="+", default=None, metavar="NAME", help="only these pipeline names")
     bench.add_argument("--evaluation", choices=list(EVALUATIONS), default="within-session")
     bench.add_argument("--out", default="benchmarks/results/benchmark", help="results folder")

@@ -390,12 +390,16 @@ class DatasetCard:
         -------
         status : dict
             ``{"present": int, "verified": int, "unverified": int, "missing": [paths],
-            "mismatched": [paths], "total": int, "root": Path or None, "error": str or None}``.
-            ``unverified`` counts present files without a sha256 (user cards only), so
-            ``present == verified + unverified + len(mismatched)``.
+            "mismatched": [paths], "total": int, "listed": int, "root": Path or None,
+            "error": str or None}``. ``unverified`` counts present files without a sha256 (user
+            cards only), so ``present == verified + unverified + len(mismatched)``. ``listed`` is
+            the number of files the card lists and ``total`` the number expected here: the same,
+            except for a card marked ``partial = true`` (it lists every file its source publishes
+            and any subset may be here), where ``total`` is the number present and the absent
+            files are not missing (unless none at all is here).
         """
         out = {"present": 0, "verified": 0, "unverified": 0, "missing": [], "mismatched": [],
-               "total": len(self.files), "root": None, "error": None}
+               "total": len(self.files), "listed": len(self.files), "root": None, "error": None}
         try:
             root = self.root()
         except DataNotFoundError as err:
@@ -415,6 +419,8 @@ class DatasetCard:
                 out["verified"] += 1
             else:
                 out["mismatched"].append(f.path)
+        if self.extra.get("partial") and out["present"]:
+            out["missing"], out["total"] = [], out["present"]
         return out
 
     def verify_all(self) -> dict:

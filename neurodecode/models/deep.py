@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -10,10 +9,20 @@ import torch
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from .._utils.checks import unpack_data
+
+
+def _float32_trials(X) -> np.ndarray:
+    """The trials of a DecodingData or of an array, as float32 (the network's weights are float32)."""
+    return np.asarray(unpack_data(X)[0], dtype=np.float32)
+
 
 def deep_pipeline(model, *, lr: float, max_epochs: int | None = None, batch_size: int = 32,
                   device: str | None = None) -> Pipeline:
     """A braindecode network behind ``EEGClassifier``, taking (n_trials, n_channels, n_times) float64 trials.
+
+    No sampling rate or channel count is pinned: ``pipe.fit(data, data.y)`` with a DecodingData
+    or with its plain array ``data.X`` both work, on any dataset.
 
     Parameters
     ----------
@@ -40,7 +49,7 @@ def deep_pipeline(model, *, lr: float, max_epochs: int | None = None, batch_size
         max_epochs = int(os.environ.get("NEURODECODE_DEEP_EPOCHS", "10"))
     return make_pipeline(
         # MOABB hands out float64 microvolts; the network's weights are float32.
-        FunctionTransformer(functools.partial(np.asarray, dtype=np.float32)),
+        FunctionTransformer(_float32_trials),
         EEGClassifier(
             model,
             max_epochs=max_epochs,

@@ -2,6 +2,11 @@
 
 Imported on first use (``neurodecode.transforms.BandPower``), so that a module needing only the
 covariance transformers does not load mne or nilearn.
+
+Every signal transformer takes a :class:`~neurodecode.data.DecodingData` or a plain array:
+fitted on a DecodingData it takes the sampling rate from it (``sfreq=None``) and remembers the
+channels, and refuses data at another rate or with other channels later. Where only arrays
+can be passed, :func:`bind_signal_info` sets the sampling rate and channels beforehand.
 """
 
 import importlib
@@ -14,6 +19,7 @@ _EXPORTS = {
     "BandPower": "spectral",
     "EEGConnectivity": "connectivity_eeg",
     "Connectome": "connectivity_fmri",
+    "bind_signal_info": "signal",
 }
 __all__ = list(_EXPORTS)
 

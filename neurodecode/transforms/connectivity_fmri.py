@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import ESTIMATORS, covariances, invsqrtm, log_map, mean_riemann
-from .._utils.checks import check_signals
+from .._utils.checks import check_signals, unpack_data
 from .covariance import resolve_device
 
 KINDS = ("correlation", "partial correlation", "tangent", "covariance")
@@ -25,8 +25,7 @@ KINDS = ("correlation", "partial correlation", "tangent", "covariance")
 
 def _subject_list(X, name: str) -> list:
     """Subjects of ``X`` as a list of arrays, before any per-subject check."""
-    if hasattr(X, "X") and hasattr(X, "info"):  # a DecodingData: one trial per subject
-        X = X.X
+    X = unpack_data(X)[0]  # a DecodingData: one trial per subject
     if isinstance(X, np.ndarray) and X.dtype != object:
         if X.ndim != 3:
             raise ValueError(f"{name}: X must be a list of (n_rois, n_times) arrays or one array of shape "

@@ -37,10 +37,20 @@ def test_cards_match_the_real_folders(data_root, isolated_cache):
         status = card.status()
         if card.extra.get("partial"):  # the card lists every published file; any subset may be here
             assert on_disk and on_disk <= {f.path for f in card.files}, card.name
-            assert status["verified"] == status["present"] == len(on_disk), (card.name, status["mismatched"])
+            assert status["verified"] == status["present"] == status["total"] == len(on_disk), card.name
+            assert status["missing"] == [] and status["listed"] == len(card.files) > len(on_disk)
             continue
         assert on_disk == {f.path for f in card.files}, card.name
         assert status["verified"] == status["total"] == len(card.files), (card.name, status["mismatched"])
+
+
+def test_a_partial_card_with_nothing_here_is_missing(tmp_path, monkeypatch, isolated_cache):
+    monkeypatch.setenv("NEURODECODE_DATA", str(tmp_path))
+    card = get_card("eegmmidb")
+    assert card.extra["partial"] is True
+    status = card.status()
+    assert status["present"] == 0 and status["total"] == status["listed"] == len(card.files)
+    assert len(status["missing"]) == len(card.files)
 
 
 def test_checksum_is_cached_across_calls(dataset_dir, isolated_cache, monkeypatch):

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import NetworkBlocked
 from neurodecode.data.datasets import eegmmidb
-from neurodecode.data.datasets.eegmmidb import (EEGMMIDB_ALL_IMAGERY_SUBJECTS, EEGMMIDB_SUBJECTS, available_runs,
-                                       load_eegmmidb, moabb_offline_env, physionet_mi_offline,
-                                       read_eegmmidb_run)
+from neurodecode.data.datasets.eegmmidb import (available_runs, load_eegmmidb, moabb_offline_env,
+                                                physionet_mi_offline, present_subjects, read_eegmmidb_run)
+from neurodecode.data.errors import ChecksumMismatchError
 from neurodecode.data.errors import (CorruptFileError, DataNotFoundError, EmptySelectionError, InvalidDataError,
                                      PartialLoadError)
 
@@ -57,11 +57,13 @@ def moabb_raw_s1(before_moabb):
         return dataset.get_data(subjects=[1])[1]["0"]["0"]
 
 
-def test_subject_constants_match_the_card():
+def test_present_subjects_of_the_shared_folder(dataset_dir):
     runs = available_runs()
-    assert EEGMMIDB_SUBJECTS == tuple(s for s, r in runs.items() if {4, 8, 12} <= set(r))
-    assert EEGMMIDB_ALL_IMAGERY_SUBJECTS == tuple(s for s, r in runs.items() if {4, 6, 8, 10, 12, 14} <= set(r))
-    assert len(EEGMMIDB_SUBJECTS) == 20 and EEGMMIDB_SUBJECTS[-1] == 42
+    assert present_subjects("left_right") == tuple(s for s, r in runs.items() if {4, 8, 12} <= set(r))
+    assert present_subjects("imagery") == tuple(s for s, r in runs.items() if {4, 6, 8, 10, 12, 14} <= set(r))
+    # What the shared folder stages (its PROVENANCE.md): 20 subjects, 4 with every imagery run.
+    assert present_subjects("left_right") == tuple(range(1, 20)) + (42,)
+    assert present_subjects("imagery") == (1, 4, 15, 42)
     assert runs[1] == (1, 2, 4, 6, 8, 10, 12, 14) and runs[4] == (4, 6, 8, 10, 12, 14) and runs[2] == (4, 8, 12)
 
 
@@ -70,7 +72,7 @@ def test_left_right_equals_moabb_for_every_subject(dataset_dir, isolated_cache, 
     data = load_eegmmidb()
     assert data.shape == X_ref.shape == (20 * 45, 64, 481)
     assert data.info.class_names == ("left_hand", "right_hand")
-    for subject in EEGMMIDB_SUBJECTS:
+    for subject in present_subjects("left_right"):
         ours = data.select(subject=subject)
         ref = (meta_ref["subject"] == subject).to_numpy()
         assert ours.shape == (45, 64, 481), subject
@@ -109,8 +111,8 @@ def test_other_tasks_equal_moabb_motor_imagery(dataset_dir, isolated_cache, befo
     per_subject = 45 * len(events) // 2
     assert data.shape == (4 * per_subject, 64, 481)
     assert data.info.class_names == tuple(events)
-    assert sorted(set(data.metadata["subject"])) == list(EEGMMIDB_ALL_IMAGERY_SUBJECTS)
-    for subject in EEGMMIDB_ALL_IMAGERY_SUBJECTS:
+    assert sorted(set(data.metadata["subject"])) == list(present_subjects("imagery"))
+    for subject in present_subjects("imagery"):
         counts = data.select(subject=subject).class_counts()
         assert sum(counts.values()) == per_subject and min(counts.values()) >= 20, (subject, counts)
     assert data.labels.tolist() == list(y_ref)
@@ -185,11 +187,15 @@ def test_metadata_and_signal_info(dataset_dir, isolated_cache):
 
 
 def test_unknown_subject_or_run_is_named(dataset_dir, isolated_cache):
-    with pytest.raises(DataNotFoundError, match=r"subject 99 \(file .*S099R04\.edf\).*\[1, 2, .*42\]"):
+    # A missing file is named with the path it was expected at and where to get it.
+    with pytest.raises(DataNotFoundError, match=r"S099R04\.edf' not found at .*S099/S099R04\.edf.*physionet"):
         read_eegmmidb_run(99, 4)
-    with pytest.raises(DataNotFoundError, match=r"subject 2 has no run 6 .*S002R06\.edf.*runs are \[4, 8, 12\]"):
+    with pytest.raises(DataNotFoundError, match=r"S002R06\.edf' not found"):
         read_eegmmidb_run(2, 6)
-    with pytest.raises(EmptySelectionError, match=r"\[2\] lack the runs \[6, 10, 14\].*\[1, 4, 15, 42\]"):
+    with pytest.raises(DataNotFoundError, match=r"subject 110, run 4 does not exist.*1-109"):
+        read_eegmmidb_run(110, 4)
+    with pytest.raises(EmptySelectionError, match=r"\[2\] lack files of runs \[6, 10, 14\].*S002R06\.edf.*"
+                                                  r"\[1, 4, 15, 42\]"):
         load_eegmmidb(2, task="hands_feet")
     with pytest.raises(EmptySelectionError, match=r"\[200\]"):
         load_eegmmidb([1, 200])
@@ -227,17 +233,68 @@ def test_moabb_helpers_stay_offline_and_restore_the_environment(data_root, tmp_p
         assert os.path.isdir(os.path.join(os.environ["MNE_DATASETS_EEGBCI_PATH"], "MNE-eegbci-data"))
     assert os.environ["MOABB_DOWNLOAD_PROVIDER"] == "auto" and "MNE_DATASETS_EEGBCI_PATH" not in os.environ
     dataset = physionet_mi_offline()
-    assert dataset.subject_list == list(EEGMMIDB_SUBJECTS) and dataset.feet_runs == []
+    assert dataset.subject_list == list(present_subjects("left_right")) and dataset.feet_runs == []
     full = physionet_mi_offline(with_feet_runs=True)
-    assert full.subject_list == list(EEGMMIDB_ALL_IMAGERY_SUBJECTS) and full.feet_runs == [6, 10, 14]
+    assert full.subject_list == list(present_subjects("imagery")) and full.feet_runs == [6, 10, 14]
     # A folder lacking the files: refuse before MOABB could go and download them.
     (tmp_path / "eegmmidb").mkdir()
     monkeypatch.setenv("NEURODECODE_DATA", str(tmp_path))
-    with pytest.raises(DataNotFoundError, match=r"60 file\(s\) MOABB would read are missing"):
-        physionet_mi_offline()
+    with pytest.raises(DataNotFoundError, match=r"6 file\(s\) MOABB would read are missing"):
+        physionet_mi_offline([1, 2])
     with pytest.raises(NetworkBlocked):
         socket.create_connection(("physionet.org", 443))
 
 
 def test_nothing_was_written_under_the_data_folder(eegmmidb_folder, before_moabb, moabb_left_right, moabb_raw_s1):
     assert _snapshot(eegmmidb_folder) == before_moabb
+
+
+EEGMMIDB_FILES = "MNE-eegbci-data/files/eegmmidb/1.0.0"
+
+
+def _place(data_dir, root, subject, run, *, as_subject=None):
+    """Link one run of the shared folder into a user's folder, optionally under another subject's name."""
+    target_subject = as_subject or subject
+    src = data_dir / "eegmmidb" / EEGMMIDB_FILES / f"S{subject:03d}" / f"S{subject:03d}R{run:02d}.edf"
+    dst = root / "eegmmidb" / EEGMMIDB_FILES / f"S{target_subject:03d}" / f"S{target_subject:03d}R{run:02d}.edf"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if as_subject:
+        dst.write_bytes(src.read_bytes())
+    else:
+        dst.symlink_to(src)
+
+
+def test_any_subject_present_loads_and_a_misnamed_file_is_refused(data_root, tmp_path, monkeypatch, isolated_cache):
+    # A user's folder holding some subjects: subject 2 and 7, and subject 1's runs copied under subject 77's name.
+    for subject in (2, 7):
+        for run in (4, 8, 12):
+            _place(data_root, tmp_path, subject, run)
+    for run in (4, 8, 12):
+        _place(data_root, tmp_path, 1, run, as_subject=77)
+    monkeypatch.setenv("NEURODECODE_DATA", str(tmp_path))
+    eegmmidb._card.cache_clear()
+    try:
+        assert present_subjects("left_right") == (2, 7, 77)
+        data = load_eegmmidb([2, 7])
+        assert data.shape == (90, 64, 481) and data.metadata["subject"].unique().tolist() == [2, 7]
+        # The registry holds every subject's own sha256: a file under another subject's name is caught.
+        with pytest.raises(ChecksumMismatchError, match=r"S077R04\.edf has sha256"):
+            read_eegmmidb_run(77, 4)
+        with pytest.raises(PartialLoadError, match=r"S077R04\.edf"):
+            load_eegmmidb([77])
+        with pytest.raises(EmptySelectionError, match=r"subject\(s\) \[3\] lack files.*S003R04\.edf"):
+            load_eegmmidb([3])
+    finally:
+        eegmmidb._card.cache_clear()
+
+
+def test_generic_dataset_view_equals_the_loader(dataset_dir, isolated_cache):
+    from neurodecode.data.registry import get_dataset
+
+    ds = get_dataset("eegmmidb")
+    ours = ds.load([1])
+    ref = load_eegmmidb([1])
+    np.testing.assert_array_equal(ours.X, ref.X)
+    assert ours.labels.tolist() == ref.labels.tolist() and ours.info.ch_names == ref.info.ch_names
+    assert ours.metadata[["run", "physionet_run"]].equals(ref.metadata[["run", "physionet_run"]])
+    assert get_dataset("eegmmidb:hands_feet").paradigm.classes == ("hands", "feet")

@@ -10,8 +10,9 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from neurodecode.data.stream import (CausalBandpass, cue_epochs, eegmmidb_streams, iter_windows, sliding_windows,
-                                     stream_from_raw, window_labels, EEGMMIDB_LEFT_RIGHT_CLASSES)
+from neurodecode.data.registry import get_dataset
+from neurodecode.data.stream import (CausalBandpass, cue_epochs, iter_windows, sliding_windows, stream_from_raw,
+                                     window_labels)
 from neurodecode.evaluation import (ContiguousBlockSplit, LeaveOneRunOut,
                                     itr_scorer, nmcc, nmcc_scorer, per_class_recall, pseudo_online_evaluate,
                                     wolpaw_bits_per_decision, wolpaw_itr)
@@ -19,12 +20,13 @@ from neurodecode.online import StreamingDecoder, decode_stream
 from neurodecode.reports import plot_timeline
 
 CLASSES = ("left_hand", "right_hand", "idle")
+LEFT_RIGHT_REST = {"left_hand": "left_hand", "right_hand": "right_hand", "rest": "idle"}
 
 
 @pytest.fixture(scope="module")
 def streams(dataset_dir):
     dataset_dir("eegmmidb")
-    return eegmmidb_streams(1)
+    return get_dataset("eegmmidb").streams([1])
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +145,8 @@ def test_changing_the_future_leaves_earlier_windows_unchanged(dataset_dir):
     cut = 50 * 160  # samples from 50 s on are replaced
     altered = raw.copy()
     altered._data[:, cut:] = np.random.default_rng(0).normal(scale=1e-4, size=altered._data[:, cut:].shape)
-    a = sliding_windows(stream_from_raw(raw, EEGMMIDB_LEFT_RIGHT_CLASSES, class_names=CLASSES), 1.0, 0.125)
-    b = sliding_windows(stream_from_raw(altered, EEGMMIDB_LEFT_RIGHT_CLASSES, class_names=CLASSES), 1.0, 0.125)
+    a = sliding_windows(stream_from_raw(raw, LEFT_RIGHT_REST, class_names=CLASSES), 1.0, 0.125)
+    b = sliding_windows(stream_from_raw(altered, LEFT_RIGHT_REST, class_names=CLASSES), 1.0, 0.125)
     before = (a.metadata["end"] <= 50.0).to_numpy()
     np.testing.assert_array_equal(a.X[before], b.X[before])
     covs_a, covs_b = Covariances("oas").transform(a.X), Covariances("oas").transform(b.X)

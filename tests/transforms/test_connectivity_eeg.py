@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from mne_connectivity import spectral_connectivity_epochs, spectral_connectivity_time
 from sklearn.base import clone
@@ -12,6 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from neurodecode.data import DecodingData, SignalInfo
+from neurodecode.transforms import bind_signal_info
 from neurodecode.transforms.connectivity_eeg import METHODS, EEGConnectivity
 
 SFREQ = 160.0
@@ -141,7 +144,7 @@ def test_batches_do_not_change_values(monkeypatch):
 
 def test_errors_are_clear():
     X = _mixed_noise(n_trials=2, n_channels=3)
-    with pytest.raises(ValueError, match="needs sfreq"):
+    with pytest.raises(ValueError, match="sfreq is None and X is a plain array: pass sfreq=... .* or a DecodingData"):
         EEGConnectivity().fit(X)
     with pytest.raises(ValueError, match=r"band 'high' = \(30, 90\) Hz exceeds the Nyquist frequency 80 Hz"):
         EEGConnectivity(sfreq=SFREQ, bands={"high": (30, 90)}).fit(X)
@@ -222,7 +225,17 @@ def test_moabb_loads_the_yaml_pipelines(tmp_path):
     assert "LeftRightImagery" in configs["CONN+SVM"]["paradigms"]
     X = _mixed_noise(n_trials=8, n_channels=4)
     y = np.repeat([0, 1], 4)
+    info = SignalInfo(SFREQ, ("C3", "C4", "Cz", "Pz"), ("eeg",) * 4, "eeg", class_names=("left", "right"))
+    meta = pd.DataFrame({"subject": 1, "session": "0", "run": "0", "onset": np.arange(8) * 4.0, "dataset": "noise"})
+    data = DecodingData(X, y, meta, info)
     for config in configs.values():
         pipeline = config["pipeline"]
-        assert pipeline.steps[0][1].sfreq == 160
-        assert pipeline.fit(X, y).predict(X).shape == (8,)
+        # No rate pinned in the file: it comes from the data, or is bound for plain arrays.
+        assert pipeline.steps[0][1].sfreq is None
+        with pytest.raises(ValueError, match="sfreq is None and X is a plain array"):
+            clone(pipeline).fit(X, y)
+        predicted = clone(pipeline).fit(data, data.y).predict(data)
+        assert predicted.shape == (8,)
+        bound = bind_signal_info(pipeline, info)
+        assert bound.steps[0][1].sfreq == SFREQ and pipeline.steps[0][1].sfreq is None
+        np.testing.assert_array_equal(bound.fit(X, y).predict(X), predicted)

@@ -77,7 +77,7 @@ def test_feature_order_is_band_major():
 
 def test_errors_are_clear():
     X = np.random.default_rng(3).standard_normal((2, 3, N_TIMES))
-    with pytest.raises(ValueError, match="needs sfreq"):
+    with pytest.raises(ValueError, match="sfreq is None and X is a plain array: pass sfreq=... .* or a DecodingData"):
         BandPower().fit(X)
     with pytest.raises(ValueError, match="Nyquist"):
         BandPower(sfreq=SFREQ, bands={"gamma": (30, 90)}).fit(X)
