@@ -1,4 +1,4 @@
-"""The ``neurodecode`` command. Thin: it parses arguments and calls the stages."""
+"""The ``neurodecode`` command line: argument parsing, one-line errors, exit codes; the work is in the stages."""
 
 from __future__ import annotations
 
@@ -6,6 +6,31 @@ import argparse
 import json
 import sys
 import time
+
+_DESCRIPTION = """\
+Decode brain signals (EEG, MEG, fMRI) with scikit-learn pipelines, and benchmark pipelines on
+local datasets with MOABB's evaluations, offline."""
+
+_EPILOG = """\
+Each command has its own --help (neurodecode benchmark --help).
+
+data:
+  Datasets are read from the folder named by the environment variable NEURODECODE_DATA, one
+  sub-folder per dataset card. Nothing is downloaded unless you ask (NEURODECODE_ALLOW_DOWNLOAD=1).
+
+examples:
+  export NEURODECODE_DATA=~/data
+  neurodecode datasets eegmmidb
+  neurodecode benchmark pipelines --subjects 1-3 --out results/benchmark
+
+exit status: 0 success, 1 something failed (a dataset, a pipeline), 2 a usage mistake."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2), not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _format_counts(counts: dict) -> str:
@@ -83,30 +108,40 @@ def _print_row(row: dict, stream) -> None:
 
 
 def _subjects(text: str) -> list:
-    """``"1-3,7"`` -> ``[1, 2, 3, 7]``."""
+    """``"1-3,7"`` -> ``[1, 2, 3, 7]``; a reversed range or an empty part is refused, not read as nothing."""
     out = []
     for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
+        lo, dash, hi = part.strip().partition("-")
         try:
-            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+            first, last = int(lo), int(hi) if dash else int(lo)
         except ValueError:
             raise argparse.ArgumentTypeError(f"subjects must look like 1-3,7; got {text!r}") from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"subject range {part.strip()!r} is reversed (write {last}-{first})")
+        out += [s for s in range(first, last + 1) if s not in out]
     return out
 
 
 def _add_benchmark_parser(sub) -> None:
-    from .benchmark.runner import DEFAULT_N_SUBJECTS, EVALUATIONS
+    from .benchmark.runner import DEFAULT_DATASET, DEFAULT_N_SUBJECTS, EVALUATIONS
 
     bench = sub.add_parser(
-        "benchmark", help="run every pipeline of a folder on offline datasets, fold by fold, and write a report",
+        "benchmark", help="run the pipelines of a folder on datasets, fold by fold, and write a report",
         description="Runs each pipeline of PIPELINES_DIR (MOABB YAML, or .py with a PIPELINE dict) with MOABB's "
-                    "evaluations, offline. Every finished fold is appended to OUT/results.jsonl; a rerun skips "
-                    "stored folds. The report (HTML, PNG, CSV) goes to OUT/report/.")
+                    "evaluations, offline. Every finished fold is appended to OUT/results.jsonl, keyed by a hash "
+                    "of the pipeline's parameters: a rerun skips stored folds, an edited pipeline is recomputed. "
+                    "The report (HTML, PNG, CSV, failures.csv) goes to OUT/report/. "
+                    "Pipeline files are code and run when loaded: a .py file is executed, and a YAML file imports "
+                    "and calls what its steps name. Only run pipeline folders you trust. With --pipelines, only "
+                    "the files declaring those names are loaded (a YAML's name: key, a .py file's stem or a "
+                    "literal name = \"...\" or \"name\": \"...\" in it, all read without running anything). "
+                    "Exit status: 0 all ran, 1 a pipeline file failed to load or a pipeline failed, 2 a usage "
+                    "mistake (one line on stderr).")
     bench.add_argument("pipelines_dir", nargs="?", default="pipelines", help="folder or file (default: pipelines)")
-    bench.add_argument("--datasets", nargs="+", default=["eegmmidb"], metavar="DATASET",
-                       help="package dataset names (eegmmidb, eegmmidb:hands_feet, kalunga2016, muse_p300), a card "
-                            "file (path/to/card.toml), a BIDS folder, or moabb:ClassName; each runs with the "
-                            "paradigm its card declares (default: eegmmidb)")
+    bench.add_argument("--datasets", nargs="+", default=[DEFAULT_DATASET], metavar="DATASET",
+                       help="package datasets by name or alias (`neurodecode datasets` lists them; NAME:VARIANT "
+                            "picks a task), a card file (path/to/card.toml), a BIDS folder, or moabb:ClassName; "
+                            f"each runs with the paradigm its card declares (default: {DEFAULT_DATASET})")
     bench.add_argument("--subjects", type=_subjects, default=None,
                        help=f"e.g. 1-3,7 (default: the first {DEFAULT_N_SUBJECTS} subjects present; --full: all)")
     bench.add_argument("--pipelines", nargs="+", default=None, metavar="NAME", help="only these pipeline names")
@@ -127,20 +162,38 @@ def _benchmark(args) -> int:
     config = BenchmarkConfig(pipelines_dir=args.pipelines_dir, datasets=args.datasets, subjects=args.subjects,
                              pipelines=args.pipelines, evaluation=args.evaluation, out=args.out,
                              n_jobs=args.n_jobs, scheduler=args.scheduler, full=args.full)
+    from .data.errors import NeurodecodeDataError
+
     try:
         results = run_benchmark(config, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"neurodecode benchmark: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, NeurodecodeDataError) as err:
+        # Operator mistakes and bad data: what is wrong, in one line; rows already written stay.
+        print(f"neurodecode benchmark: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    if not args.no_report and not results.empty:
-        index = write_report(results, f"{args.out}/report")
+    except KeyboardInterrupt:
+        print(f"neurodecode benchmark: interrupted; finished folds are kept in {args.out}/results.jsonl and "
+              "the same command resumes", file=sys.stderr)
+        return 130
+    failures = results.attrs.get("failures", [])
+    if not args.no_report and (not results.empty or failures):
+        index = write_report(results, f"{args.out}/report", failures=failures)
         print(f"report: {index}")
-    return 0 if not results.attrs.get("failed") and not results.empty else 1
+    return 0 if not failures and not results.empty else 1
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its message's lines joined (a multi-file load error lists each file)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines) or type(err).__name__
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="neurodecode", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    parser = _Parser(prog="neurodecode", description=_DESCRIPTION, epilog=_EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"neurodecode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     ds = sub.add_parser("datasets", help="list dataset cards, verify their files, and load each one")
     ds.add_argument("names", nargs="*", help="only these datasets (default: every card)")
     ds.add_argument("--no-load", action="store_true", help="only check files and checksums")
@@ -150,7 +203,10 @@ def main(argv=None) -> int:
     ds.add_argument("--cards", action="append", default=[], metavar="DIR",
                     help="also list your own cards: a folder of TOML cards or one .toml file (repeatable)")
     _add_benchmark_parser(sub)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, a usage error: a status to return, as for any command
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
 
     if args.command == "datasets":
         rows = datasets_table(load=not args.no_load, names=args.names or None, verify=args.verify,

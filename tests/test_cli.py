@@ -1,8 +1,16 @@
 """The `neurodecode datasets` command: a row per card, real shapes and class counts."""
 
 import json
+import os
+import re
+import shutil
+import time
+
+import pytest
 
 from neurodecode.cli import main
+from neurodecode.data import cards as cards_module
+from neurodecode.data import get_card, sha256_of
 
 
 def test_datasets_command_reports_real_shapes(data_root, isolated_cache, tmp_path, capsys):
@@ -36,12 +44,6 @@ def _damaged_meg_copy(data_root, tmp_path, monkeypatch):
 
     Returns the file, its stat before the change and the card's sha256.
     """
-    import os
-    import shutil
-    import time
-
-    from neurodecode.data import get_card
-
     target = tmp_path / "data" / MEG / MEG_FILE
     target.parent.mkdir(parents=True)
     shutil.copy(data_root / MEG / MEG_FILE, target)
@@ -79,9 +81,6 @@ def test_datasets_verify_catches_a_change_behind_an_old_style_cache_entry(data_r
 def test_datasets_verify_rehashes_what_the_cache_vouches_for(data_root, tmp_path, monkeypatch, isolated_cache,
                                                              capsys):
     """An entry that matches the file's status but not its bytes: only --verify looks past it."""
-    from neurodecode.data import sha256_of
-    from neurodecode.data import cards as cards_module
-
     target, _, good = _damaged_meg_copy(data_root, tmp_path, monkeypatch)
     monkeypatch.setattr(cards_module, "_RACY_NS", 0)  # remember the just-copied file
     sha256_of(target)
@@ -96,8 +95,6 @@ def test_datasets_verify_rehashes_what_the_cache_vouches_for(data_root, tmp_path
 
 
 def _user_card(folder, card_dir, sha_b):
-    from neurodecode.data import get_card
-
     runs = "visual/P300/subject1/session1"
     muse = get_card("eegnotebooks_muse_visual_p300")
     a, b = "data_2017-02-04-15_45_13.csv", "data_2017-02-04-15_47_49.csv"
@@ -110,7 +107,7 @@ def _user_card(folder, card_dir, sha_b):
     return b
 
 
-def test_datasets_cards_lists_a_user_card(data_root, tmp_path, monkeypatch, isolated_cache, capsys):
+def test_datasets_cards_lists_a_user_card(data_root, tmp_path, isolated_cache, capsys):
     folder = data_root / "eegnotebooks_muse_visual_p300" / "visual/P300/subject1/session1"
     _user_card(folder, tmp_path / "cards", None)
     out = tmp_path / "rows.json"
@@ -121,13 +118,11 @@ def test_datasets_cards_lists_a_user_card(data_root, tmp_path, monkeypatch, isol
     [row] = json.loads(out.read_text())
     assert (row["dataset"], row["verified"], row["unverified"]) == ("my_muse", 1, 1)
 
-    unknown = _user_card(folder, tmp_path / "wrong", "0" * 64)
+    wrong = _user_card(folder, tmp_path / "wrong", "0" * 64)
     assert main(["datasets", "my_muse", "--cards", str(tmp_path / "wrong" / "my_muse.toml"), "--no-load"]) == 1
-    assert f"checksum mismatch: ['{unknown}']" in capsys.readouterr().out
+    assert f"checksum mismatch: ['{wrong}']" in capsys.readouterr().out
 
 
 def test_datasets_cards_names_a_bad_location(tmp_path, isolated_cache):
-    import pytest
-
-    with pytest.raises(SystemExit, match=f"{tmp_path / 'nowhere'} does not exist"):
+    with pytest.raises(SystemExit, match=re.escape(f"{tmp_path / 'nowhere'} does not exist")):
         main(["datasets", "--cards", str(tmp_path / "nowhere"), "--no-load"])

@@ -210,7 +210,7 @@ def evaluate_fold(X, y, metadata, task: dict) -> list:
     return _evaluate_fold(X, y, metadata, **task)
 
 
-def moabb_offline_scores(pipelines: Mapping[str, object], dataset="eegmmidb", subjects=None, *,
+def moabb_offline_scores(pipelines: Mapping[str, object], dataset, subjects=None, *,
                          with_idle: bool = False, n_jobs: int = 1, hdf5_path=None) -> pd.DataFrame:
     """MOABB's own ``WithinSessionEvaluation.process`` of the pipelines on any dataset, offline.
 

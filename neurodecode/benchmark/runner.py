@@ -16,7 +16,8 @@ What MOABB's ``benchmark()`` does, with three differences that matter on long ru
 * **Pipeline files are code.** A ``.py`` pipeline runs when loaded and a YAML pipeline imports
   and calls whatever its steps name, so only the files selected by name are loaded; names are
   read without executing anything (:func:`declared_names`).
-* **Offline datasets.** Datasets are named (``"eegmmidb"``) and built by our loaders inside
+* **Offline datasets.** Datasets are named by a spec (a package card, a card file, a BIDS folder,
+  ``moabb:ClassName``) and read by neurodecode's loaders inside
   :func:`offline_moabb`, which points MNE/MOABB at the local data and at a private scratch
   folder, never at the network or at the shared data folder.
 
@@ -58,8 +59,13 @@ from .results import ResultStore, row_key
 
 #: The evaluations, by CLI name (MOABB's three, and ours: pseudo-online).
 EVALUATIONS = tuple(moabb_glue.EVALUATION_CLASSES)
+#: What ``--datasets`` runs when not given.
+DEFAULT_DATASET = "eegmmidb"
 #: MOABB's benchmark() seeds every evaluation with this.
 RANDOM_STATE = 42
+#: Folds per session of MOABB's within-session evaluation as the planner builds it (MOABB's default,
+#: ``n_splits=None`` -> 5); used to count folds before any data are loaded.
+WITHIN_SESSION_FOLDS = 5
 #: The default run takes this many subjects of each dataset (the first present): every pipeline of
 #: ``pipelines/`` on them fits in minutes on a 2-core CPU (``--full``: every subject).
 DEFAULT_N_SUBJECTS = 3
@@ -70,14 +76,14 @@ PSEUDO_ONLINE = {"window_s": 1.0, "step_s": 0.125, "train_every": 4}
 # -- datasets --------------------------------------------------------------------------------
 
 def resolve_datasets(specs=None) -> list:
-    """The :class:`~neurodecode.data.dataset.Dataset` of each spec (default: ``["eegmmidb"]``).
+    """The :class:`~neurodecode.data.dataset.Dataset` of each spec (default: :data:`DEFAULT_DATASET`).
 
     A spec is a package dataset's name, a card file, a BIDS folder or ``moabb:ClassName``
     (see :func:`neurodecode.data.registry.get_dataset`).
     """
     from ..data.registry import get_dataset
 
-    return [get_dataset(spec) for spec in (specs or ["eegmmidb"])]
+    return [get_dataset(spec) for spec in (specs or [DEFAULT_DATASET])]
 
 
 @contextlib.contextmanager
@@ -437,7 +443,7 @@ class BenchmarkConfig:
     """
 
     pipelines_dir: str = "pipelines"
-    datasets: list = field(default_factory=lambda: ["eegmmidb"])
+    datasets: list = field(default_factory=lambda: [DEFAULT_DATASET])
     subjects: list | None = None
     pipelines: list | None = None
     evaluation: str = "within-session"
@@ -448,16 +454,6 @@ class BenchmarkConfig:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def _select_pipelines(found, wanted):
-    if not wanted:
-        return list(found)
-    names = {p.name for p in found}
-    unknown = [w for w in wanted if w not in names]
-    if unknown:
-        raise ValueError(f"unknown pipeline(s) {unknown}; pipelines found: {sorted(names)}")
-    return [p for p in found if p.name in wanted]
 
 
 def _select_subjects(dataset, subjects, full):
@@ -572,14 +568,18 @@ class _Unit:
 
 
 class _Planner:
-    """Yields the units of a run lazily (data are loaded just before their folds are sent)."""
+    """Yields the units of a run lazily (data are loaded just before their folds are sent).
+
+    :meth:`count` says beforehand how many units the iteration will yield, without loading
+    data, so the progress bar has its true total from the start.
+    """
 
     def __init__(self, config, datasets, pipelines, subjects, scratch, done, failed):
         self.config, self.datasets, self.pipelines = config, datasets, pipelines
         self.subjects, self.scratch, self.done, self.failed = subjects, scratch, done, failed
         self.n_skipped = 0
         self.n_planned = 0
-        self.on_plan = None  # callback(n_new_units) for the progress bar
+        self.on_plan = None  # callback(n_new_units), called as units are planned
 
     def _planned(self, n):
         self.n_planned += n
@@ -597,8 +597,83 @@ class _Planner:
         for row in self.done.values():
             key = (row["evaluation"], row["dataset"], row["pipeline"], int(row["subject"]))
             count, _ = counts.get(key, (0, None))
-            counts[key] = (count + 1, int(row["n_subject_rows"]))
+            # A row without n_subject_rows (written by hand or by another tool) cannot tell that its
+            # subject is complete: the subject's missing folds are then looked for one by one.
+            needed = row.get("n_subject_rows")
+            counts[key] = (count + 1, int(needed) if isinstance(needed, (int, float)) and needed == needed else None)
         return counts
+
+    def count(self) -> int:
+        """The number of units iterating will yield (folds not stored yet), before loading any data.
+
+        Raises
+        ------
+        ValueError
+            The evaluation cannot run on a dataset (cross-session on one session, cross-subject
+            on one subject): said before anything runs.
+        """
+        total = 0
+        for ds in self.datasets:
+            pipes = {p.name: p for p in self.pipelines[ds.name]}
+            if pipes:
+                total += self._count_units(ds, pipes, self.subjects[ds.name])
+        return total
+
+    @staticmethod
+    def _n_sessions(ds, subject):
+        """Sessions of one subject, from the dataset's description (no data read); None if unknown."""
+        n = getattr(ds, "n_sessions", None)
+        if callable(n):
+            return int(n([subject]))
+        return None if n is None else int(n)
+
+    def _count_units(self, ds, pipes, subjects) -> int:
+        """Units :meth:`__iter__` yields for one dataset: the folds each evaluation makes, less those stored.
+
+        Per subject and pipeline the evaluation fixes the number of folds before any data are
+        read: within-session, :data:`WITHIN_SESSION_FOLDS` per session; cross-session, one per
+        session (each held out once); cross-subject, one per subject (held out in turn);
+        pseudo-online, one unit per subject (its leave-one-run-out folds run together).
+        Stored folds are subtracted the way the iteration skips them.
+        """
+        evaluation = self.config.evaluation
+        subjects = [int(s) for s in subjects]
+        if evaluation == "cross-subject" and len(subjects) < 2:
+            raise ValueError(f"--evaluation cross-subject holds out one subject at a time and needs at least 2 "
+                             f"subjects; {ds.name}: only {subjects} selected")
+        sessions = {}
+        if evaluation in ("within-session", "cross-session"):
+            sessions = {s: self._n_sessions(ds, s) for s in subjects}
+        if evaluation == "cross-session":
+            single = [s for s, n in sessions.items() if n is not None and n < 2]
+            if single and len(single) == len(subjects):
+                raise ValueError(f"--evaluation cross-session needs at least 2 sessions per subject, and dataset "
+                                 f"{ds.name} has one session; use within-session, cross-subject or pseudo-online")
+            if single:
+                raise ValueError(f"--evaluation cross-session needs at least 2 sessions per subject; in dataset "
+                                 f"{ds.name}, subject(s) {single} have one session")
+        counts = self._done_counts()
+        stored = {}
+        for key in self.done:
+            ev, name, subject, session, fold = key[0], key[2], key[3], key[4], key[5]
+            if ev == evaluation and key[1] == ds.name:
+                fold_id = (session, fold) if evaluation == "within-session" else fold
+                stored.setdefault((name, subject), set()).add(fold_id)
+        total = 0
+        for name in pipes:
+            if name in self.failed:
+                continue
+            for subject in subjects:
+                if self._complete(ds, name, subject, counts):
+                    continue
+                if evaluation == "pseudo-online":
+                    total += 1
+                    continue
+                n_sessions = sessions.get(subject) or 1
+                expected = {"within-session": WITHIN_SESSION_FOLDS * n_sessions, "cross-session": n_sessions,
+                            "cross-subject": 1}[evaluation]
+                total += max(expected - len(stored.get((name, subject), ())), 0)
+        return total
 
     def __iter__(self):
         evaluation = self.config.evaluation
@@ -697,6 +772,10 @@ class _Planner:
 
 # -- the run -------------------------------------------------------------------------------
 
+def _first_line(message) -> str:
+    return (str(message).strip().splitlines() or [""])[0]
+
+
 def _describe(config, datasets, pipelines, subjects, failures, stream):
     lines = [f"neurodecode benchmark: evaluation {config.evaluation}, results in {config.out}",
              f"  pipelines from {config.pipelines_dir}:"]
@@ -706,108 +785,193 @@ def _describe(config, datasets, pipelines, subjects, failures, stream):
         lines.append(f"    pipelines: {[p.name for p in pipelines[ds.name]] or 'none listing ' + kind}")
     if config.subjects is None and not config.full:
         lines.append("  default subjects: add --full for every subject, or --subjects 1-20")
-    for file, message in failures:
-        lines.append(f"  SKIPPED pipeline file {file}: {message.splitlines()[0]}")
+    for failure in failures:
+        lines.append(f"  FAILED to load pipeline file {failure['file']}: {failure['error']}")
     where = config.scheduler or ("this process" if config.n_jobs == 1 else f"{config.n_jobs} local processes")
     lines.append(f"  folds run on: {where}")
     print("\n".join(lines), file=stream, flush=True)
 
 
+def _check_out(out: Path) -> None:
+    """Refuse, in one line and before any work, a results folder that cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # Write permission is what matters (a folder may exist and be read-only).
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        where = f": {err.filename}" if err.filename and str(err.filename) != str(out) else ""
+        raise ValueError(f"--out {out}: cannot create or write the results folder "
+                         f"({err.strerror or type(err).__name__}{where})") from None
+
+
+def _data_keys(ds, subjects, evaluation) -> dict:
+    """The data fingerprint each subject's rows are keyed by ("" when the dataset has none).
+
+    A subject's folds depend on its own recordings, except cross-subject folds, which are
+    trained on every selected subject: those rows are keyed by all of them.
+    """
+    import inspect
+
+    fingerprint = getattr(ds, "fingerprint", None)
+    if fingerprint is None:
+        return {s: "" for s in subjects}
+    try:
+        takes_subjects = bool(inspect.signature(fingerprint).parameters)
+    except (TypeError, ValueError):
+        takes_subjects = False
+    if not takes_subjects:
+        key = str(fingerprint())
+        return {s: key for s in subjects}
+    if evaluation == "cross-subject":
+        key = str(fingerprint(list(subjects)))
+        return {s: key for s in subjects}
+    return {s: str(fingerprint([s])) for s in subjects}
+
+
 def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, stream=None) -> pd.DataFrame:
     """Run a benchmark, appending each finished fold to ``config.out``; skip stored folds.
+
+    Every row carries ``pipeline_hash`` (:func:`pipeline_hash`), ``neurodecode_version`` and
+    ``data_key`` (the dataset's ``fingerprint()``, when it has one), which are part of its key:
+    a stored fold is reused only if the same pipeline computed it on the same data with the same
+    package version. Rows of other versions stay in the file, untouched and unused.
 
     Parameters
     ----------
     config : BenchmarkConfig
     progress : bool
-        Show a tqdm bar over folds (on stderr).
+        Show a tqdm bar over folds (on stderr), its total counted before the first fold.
     stream : file-like or None
         Where the configuration and the summary are printed (default: stdout).
 
     Returns
     -------
     results : DataFrame
-        Every row stored in ``config.out`` for this run's evaluation, datasets, pipelines and
-        subjects (rows of earlier runs included), one per fold and session.
+        Every row stored in ``config.out`` for this run's evaluation, datasets, pipelines (their
+        current version) and subjects, rows of earlier runs included, one per fold and session.
+        ``attrs["failures"]`` lists the pipeline files that failed to load and the pipelines that
+        failed (dicts with ``stage``, ``pipeline``, ``file``, ``subject``, ``error``).
+
+    Raises
+    ------
+    ValueError
+        A mistake in the configuration, found before any fold runs: an unknown evaluation,
+        dataset or pipeline name, an unwritable ``out``, a line of ``results.jsonl`` that is
+        not a result row, an evaluation the dataset cannot support, an unreachable scheduler.
     """
+    import neurodecode
+
+    from .results import content_key
     from .scaleout import joblib_backend
 
     stream = stream or sys.stdout
     if config.evaluation not in EVALUATIONS:
         raise ValueError(f"unknown evaluation {config.evaluation!r}; choose one of {list(EVALUATIONS)}")
+    out = Path(config.out)
+    _check_out(out)
+    store = ResultStore(out)
+    stored_rows = store.rows()  # a foreign line in results.jsonl is reported now, not after hours of folds
     datasets = resolve_datasets(config.datasets)
-    found, failures = load_pipelines(config.pipelines_dir)
-    chosen = _select_pipelines(found, config.pipelines)
+    chosen, load_failures = load_pipelines(config.pipelines_dir, config.pipelines)
     pipelines = {ds.name: [p for p in chosen if moabb_glue.paradigm_name(ds.paradigm) in p.paradigms]
                  for ds in datasets}
     subjects = {ds.name: _select_subjects(ds, config.subjects, config.full) for ds in datasets}
+    failures = [_load_failure(file, message) for file, message in load_failures]
     _describe(config, datasets, pipelines, subjects, failures, stream)
 
-    out = Path(config.out)
-    store = ResultStore(out)
-    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), "host": platform.node(),
-           **config.to_dict(), "subjects_run": subjects,
-           "pipelines_run": {k: [p.name for p in v] for k, v in pipelines.items()},
-           "pipeline_files": {p.name: p.source for p in chosen}, "pipeline_load_failures": failures}
-    store.record_run(run)
-    done = {row_key(r): r for r in store.rows()}
+    version = str(neurodecode.__version__)
+    data_keys = {ds.name: _data_keys(ds, subjects[ds.name], config.evaluation) for ds in datasets}
+    hashes = {p.name: p.hash for p in chosen}
+    current = {(ds.name, p.name, s): (p.hash, version, data_keys[ds.name][s])
+               for ds in datasets for p in pipelines[ds.name] for s in subjects[ds.name]}
+
+    def is_current(row) -> bool:
+        return (str(row["evaluation"]) == config.evaluation
+                and current.get((str(row["dataset"]), str(row["pipeline"]), int(row["subject"]))) == content_key(row))
+
+    def stamped(row) -> dict:
+        return {**row, "pipeline_hash": hashes[row["pipeline"]], "neurodecode_version": version,
+                "data_key": data_keys[row["dataset"]][int(row["subject"])]}
+
+    done = {row_key(r): r for r in stored_rows if is_current(r)}
     failed: dict[str, str] = {}
+    failed_where: dict[str, int] = {}
     n_written = 0
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="moabb-scratch-", dir=out) as scratch:
+    with tempfile.TemporaryDirectory(prefix="moabb-scratch-", dir=out) as scratch, \
+            joblib_backend(config.scheduler) as n_jobs_default:
         planner = _Planner(config, datasets, pipelines, subjects, Path(scratch), done, failed)
-        bar = tqdm(total=0, desc="folds", unit="fold", disable=not progress, file=sys.stderr)
-
-        def grow(n):
-            bar.total += n
-            bar.refresh()
-
-        planner.on_plan = grow
+        # Counted before any data are loaded, so the bar's total (and its ETA) is right from the first fold.
+        total = planner.count()
+        store.record_run({"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
+                          "host": platform.node(), **config.to_dict(), "subjects_run": subjects,
+                          "pipelines_run": {k: [p.name for p in v] for k, v in pipelines.items()},
+                          "pipeline_files": {p.name: p.source for p in chosen}, "pipeline_hashes": hashes,
+                          "neurodecode_version": version, "data_keys": data_keys, "folds_planned": total,
+                          "pipeline_load_failures": load_failures})
+        bar = tqdm(total=total, desc="folds", unit="fold", disable=not progress, file=sys.stderr)
         units = (u for u in planner if u.pipeline not in failed)
-        with joblib_backend(config.scheduler) as n_jobs_default:
-            n_jobs = config.n_jobs if config.scheduler is None else (n_jobs_default if config.n_jobs in (1, -1)
-                                                                     else config.n_jobs)
-            parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")
-            calls = ((delayed(_tagged)(u.pipeline, u.subject, u.func, *u.args, **u.kwargs)) for u in units)
-            for pipeline, subject, (status, payload) in parallel(calls):
-                bar.update(1)
-                if status == "ok":
-                    n_written += store.append(payload)
-                else:
-                    if pipeline not in failed:
-                        failed[pipeline] = payload.splitlines()[0]
-                        tqdm.write(f"pipeline {pipeline!r} failed on subject {subject}: {failed[pipeline]}; "
-                                   "skipping its remaining folds", file=stream)
-                    store.append_error({"pipeline": pipeline, "subject": subject, "error": payload,
-                                        "evaluation": config.evaluation, "time": time.time()})
+        n_jobs = config.n_jobs if config.scheduler is None else (n_jobs_default if config.n_jobs in (1, -1)
+                                                                 else config.n_jobs)
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", pre_dispatch="2*n_jobs")
+        calls = ((delayed(_tagged)(u.pipeline, u.subject, u.func, *u.args, **u.kwargs)) for u in units)
+        for pipeline, subject, (status, payload) in parallel(calls):
+            bar.update(1)
+            if status == "ok":
+                n_written += store.append([stamped(row) for row in payload])
+            else:
+                if pipeline not in failed:
+                    failed[pipeline], failed_where[pipeline] = _first_line(payload), subject
+                    tqdm.write(f"pipeline {pipeline!r} failed on subject {subject}: {failed[pipeline]}; "
+                               "skipping its remaining folds", file=stream)
+                store.append_error({"pipeline": pipeline, "subject": subject, "error": payload,
+                                    "evaluation": config.evaluation, "pipeline_hash": hashes.get(pipeline),
+                                    "time": time.time()})
+        if not failed and planner.n_planned != total:
+            # The count and the plan disagree (a dataset whose folds differ from its evaluation's
+            # rule): end the bar at what really ran rather than short of, or past, 100 %.
+            bar.total = planner.n_planned
+            bar.refresh()
         bar.close()
     elapsed = time.perf_counter() - t0
-    results = _select_rows(store.to_frame(), config.evaluation, pipelines, subjects)
+    results = _select_rows(store.rows(), is_current)
+    failures += [{"stage": "run", "pipeline": name, "file": next(p.source for p in chosen if p.name == name),
+                  "subject": failed_where[name], "error": message} for name, message in failed.items()]
     print(f"{n_written} fold row(s) written, {planner.n_skipped} already stored (skipped), "
           f"{len(failed)} pipeline(s) failed, in {elapsed:.1f} s", file=stream, flush=True)
-    for name, message in failed.items():
-        print(f"  FAILED {name}: {message}", file=stream)
+    for failure in failures:
+        what = (f"pipeline file {failure['file']}" if failure["stage"] == "load"
+                else f"{failure['pipeline']} (subject {failure['subject']})")
+        print(f"  FAILED {what}: {failure['error']}", file=stream)
     if not results.empty:
         summary = results.groupby(["dataset", "pipeline"])["score"].agg(["mean", "std", "count"])
         print(summary.round(3).to_string(), file=stream, flush=True)
-    results.attrs.update({"failed": failed, "load_failures": failures, "written": n_written,
-                          "skipped": planner.n_skipped, "seconds": elapsed})
+    results.attrs.update({"failed": failed, "load_failures": load_failures, "failures": failures,
+                          "written": n_written, "skipped": planner.n_skipped, "seconds": elapsed})
     return results
+
+
+def _load_failure(file, message) -> dict:
+    """A pipeline file that failed to load, as a row of the report's failure table."""
+    try:
+        names = ", ".join(declared_names(file))
+    except ValueError:
+        names = ""
+    return {"stage": "load", "pipeline": names, "file": str(file), "subject": None, "error": _first_line(message)}
 
 
 def _tagged(pipeline, subject, func, *args, **kwargs):
     return pipeline, subject, _guarded(func, *args, **kwargs)
 
 
-def _select_rows(frame: pd.DataFrame, evaluation, pipelines, subjects) -> pd.DataFrame:
+def _select_rows(rows, keep) -> pd.DataFrame:
+    """The rows ``keep`` accepts (this run's selection, current versions), as a sorted DataFrame."""
+    frame = pd.DataFrame([r for r in rows if keep(r)])
     if frame.empty:
         return frame
-    keep = np.zeros(len(frame), dtype=bool)
-    for ds, pipes in pipelines.items():
-        keep |= ((frame["evaluation"] == evaluation) & (frame["dataset"] == ds)
-                 & frame["pipeline"].isin([p.name for p in pipes]) & frame["subject"].isin(subjects[ds])).to_numpy()
     order = ["dataset", "pipeline", "subject", "session", "fold"]
-    return frame[keep].sort_values(order).reset_index(drop=True)
+    return frame.sort_values(order).reset_index(drop=True)
 
 
 def session_scores(results: pd.DataFrame) -> pd.DataFrame:
@@ -826,6 +990,6 @@ def load_results(out) -> pd.DataFrame:
     return ResultStore(out).to_frame()
 
 
-__all__ = ["BenchmarkConfig", "DEFAULT_N_SUBJECTS", "EVALUATIONS", "PipelineSpec",
-           "load_pipelines", "load_results", "offline_moabb", "resolve_datasets", "run_benchmark", "score_fold",
-           "score_pseudo_online", "session_scores"]
+__all__ = ["BenchmarkConfig", "DEFAULT_N_SUBJECTS", "EVALUATIONS", "PipelineSpec", "WITHIN_SESSION_FOLDS",
+           "declared_names", "load_pipelines", "load_results", "offline_moabb", "pipeline_hash", "resolve_datasets",
+           "run_benchmark", "score_fold", "score_pseudo_online", "session_scores"]

@@ -280,8 +280,8 @@ class DatasetCard:
         if not self.user:
             return data_root() / self.folder
         folder = Path(self.folder).expanduser()
-        if not folder.is_absolute():
-            folder = Path(self.card_file).parent / folder
+        if not folder.is_absolute():  # a card built in code, without a file, is relative to the cwd
+            folder = (Path(self.card_file).parent if self.card_file else Path.cwd()) / folder
         return Path(os.path.normpath(folder))
 
     def entry(self, relpath: str) -> CardFile:

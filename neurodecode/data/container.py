@@ -86,6 +86,23 @@ class SignalInfo:
         if self.sfreq is not None and not (np.isfinite(self.sfreq) and self.sfreq > 0):
             raise InvalidDataError(f"SignalInfo: sampling rate must be a positive number, got {self.sfreq!r}")
 
+    @classmethod
+    def from_mne(cls, mne_info, *, class_names=(), tmin: float = 0.0, unit: str = "SI",
+                 modality: str | None = None) -> "SignalInfo":
+        """The signal contract of an MNE ``Info``: the one place for the modality and position rules.
+
+        Modality is ``"meg"`` when any channel is a magnetometer or gradiometer, else ``"eeg"``.
+        Positions are kept only when every channel has a finite, non-zero one (all or none:
+        a montage that places some channels at the origin would mislead spatial models).
+        """
+        ch_types = tuple(mne_info.get_channel_types())
+        if modality is None:
+            modality = "meg" if any(t in ("mag", "grad") for t in ch_types) else "eeg"
+        pos = np.array([ch["loc"][:3] for ch in mne_info["chs"]]).reshape(-1, 3)
+        positions = pos if len(pos) and np.isfinite(pos).all() and np.abs(pos).sum(axis=1).all() else None
+        return cls(sfreq=float(mne_info["sfreq"]), ch_names=tuple(mne_info["ch_names"]), ch_types=ch_types,
+                   modality=modality, positions=positions, class_names=tuple(class_names), tmin=float(tmin), unit=unit)
+
     @property
     def n_chans(self) -> int:
         return len(self.ch_names)
@@ -325,14 +342,7 @@ class DecodingData:
         for col in METADATA_COLUMNS:
             if col not in meta.columns:
                 meta[col] = defaults[col]
-        ch_types = tuple(epochs.get_channel_types())
-        if modality is None:
-            modality = "meg" if any(t in ("mag", "grad") for t in ch_types) else "eeg"
-        pos = np.array([ch["loc"][:3] for ch in epochs.info["chs"]])
-        positions = pos if np.isfinite(pos).all() and np.abs(pos).sum() > 0 else None
-        info = SignalInfo(sfreq=float(epochs.info["sfreq"]), ch_names=tuple(epochs.ch_names), ch_types=ch_types,
-                          modality=modality, positions=positions, class_names=class_names,
-                          tmin=float(epochs.tmin))
+        info = SignalInfo.from_mne(epochs.info, class_names=class_names, tmin=epochs.tmin, modality=modality)
         return cls(epochs.get_data(copy=False), y, meta, info)
 
     def __repr__(self) -> str:

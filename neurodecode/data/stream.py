@@ -221,12 +221,7 @@ def stream_from_raw(raw, classes: Mapping[str, str], *, class_names: Sequence[st
     if not rows:
         raise EmptySelectionError(f"no annotation among {sorted(classes)} in this recording; it has "
                                   f"{sorted(set(raw.annotations.description))}")
-    ch_types = picked.get_channel_types()
-    pos = np.array([ch["loc"][:3] for ch in picked.info["chs"]])
-    positions = pos if np.isfinite(pos).all() and np.abs(pos).sum(axis=1).all() else None
-    modality = "meg" if any(t in ("mag", "grad") for t in ch_types) else "eeg"
-    info = SignalInfo(sfreq=sfreq, ch_names=picked.ch_names, ch_types=ch_types, modality=modality, positions=positions,
-                      class_names=class_names, tmin=0.0, unit=unit)
+    info = SignalInfo.from_mne(picked.info, class_names=class_names, tmin=0.0, unit=unit)
     metadata = {"subject": subject, "session": str(session), "run": str(run), "dataset": dataset,
                 **dict(extra_metadata or {})}
     cues = pd.DataFrame(rows, columns=["sample", "n_samples", "label"])

@@ -4,7 +4,7 @@ torch inside (CPU or GPU), numpy in and numpy out for scikit-learn users; no est
 Every function broadcasts over leading axes.
 """
 
-from .covariance import (ESTIMATORS, covariances, ledoit_wolf_shrinkage, ledoit_wolf_shrinkage_from_moments,
+from .covariance import (ESTIMATORS, covariance_from_sums, covariances, ledoit_wolf_shrinkage, ledoit_wolf_shrinkage_from_moments,
                          oas_shrinkage, shrink)
 from .riemann import (distance_riemann, exp_map, log_map, mean_riemann, tangent_space, unupper, untangent_space,
                       upper)
@@ -12,7 +12,7 @@ from .spd import (apply_eigenvalue_function, check_positive, check_spd, check_sy
                   logm, powm, sqrtm)
 
 __all__ = [
-    "ESTIMATORS", "covariances", "ledoit_wolf_shrinkage", "ledoit_wolf_shrinkage_from_moments", "oas_shrinkage", "shrink",
+    "ESTIMATORS", "covariance_from_sums", "covariances", "ledoit_wolf_shrinkage", "ledoit_wolf_shrinkage_from_moments", "oas_shrinkage", "shrink",
     "distance_riemann", "exp_map", "log_map", "mean_riemann", "tangent_space", "unupper", "untangent_space", "upper",
     "apply_eigenvalue_function", "check_positive", "check_spd", "check_symmetric", "eigh", "expm", "invsqrtm", "logm", "powm", "sqrtm",
 ]

@@ -110,3 +110,62 @@ def covariances(X, estimator: str = "scm", *, device=None, dtype=None):
     elif estimator == "lwf":
         S = shrink(S, ledoit_wolf_shrinkage(Xc, S))
     return to_output(S, as_numpy)
+
+
+def covariance_from_sums(sum_z, sum_zz, n_samples: int, estimator: str = "oas", *, sum_sq_z=None,
+                         sum_sq_sq=None):
+    """Covariance of a window from running sums of its samples, without revisiting them.
+
+    A streaming decoder keeps ``sum_z`` and ``sum_zz`` of the (delay-embedded) samples, adding
+    the columns that enter the window and subtracting those that leave, and rebuilds the
+    window's covariance in O(dim^2). The one implementation for the online decoder and
+    :class:`~neurodecode.transforms.AugmentedCovariance` users.
+
+    Parameters
+    ----------
+    sum_z : ndarray of shape (..., dim)
+        Sum of the samples ``z_t`` over the window.
+    sum_zz : ndarray of shape (..., dim, dim)
+        Sum of ``z_t z_t^T`` over the window.
+    n_samples : int
+        Number of samples summed (at least 2).
+    estimator : {"scm", "cov", "oas", "lwf"}
+        ``scm``: centred, divided by n; ``cov``: divided by n - 1; ``oas`` and ``lwf`` as
+        :func:`covariances`. Ledoit-Wolf needs ``sum_t |z_t - m|^4``, which first and second
+        moments cannot give: pass ``sum_sq_z`` (``sum_t |z_t|^2 z_t``, shape (..., dim)) and
+        ``sum_sq_sq`` (``sum_t |z_t|^4``, shape (...,)) as well.
+
+    Returns
+    -------
+    C : ndarray of shape (..., dim, dim)
+    """
+    import numbers
+
+    import numpy as np
+
+    if estimator not in ("scm", "cov", "oas", "lwf"):
+        raise ValueError(f"covariance_from_sums supports estimator 'scm', 'cov', 'oas' or 'lwf'; got {estimator!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2; got {n_samples!r}")
+    if estimator == "lwf" and (sum_sq_z is None or sum_sq_sq is None):
+        raise ValueError("estimator 'lwf' needs sum_sq_z and sum_sq_sq (fourth moments) as well")
+    n = int(n_samples)
+    s1 = torch.as_tensor(np.asarray(sum_z, dtype=np.float64))
+    s2 = torch.as_tensor(np.asarray(sum_zz, dtype=np.float64))
+    m = s1 / n
+    S = s2 / n - m[..., :, None] * m[..., None, :]
+    S = (S + S.transpose(-1, -2)) / 2
+    if estimator == "scm":
+        return S.numpy()
+    if estimator == "cov":
+        return (S * (n / (n - 1))).numpy()
+    if estimator == "oas":
+        return shrink(S, oas_shrinkage(S, n)).numpy()
+    v3 = torch.as_tensor(np.asarray(sum_sq_z, dtype=np.float64))
+    a4 = torch.as_tensor(np.asarray(sum_sq_sq, dtype=np.float64))
+    # sum_t |z_t - m|^4 expanded in the running sums.
+    mm = (m * m).sum(-1)
+    trace = torch.diagonal(s2, dim1=-2, dim2=-1).sum(-1)
+    m_s2_m = (m[..., None, :] @ s2 @ m[..., :, None])[..., 0, 0]
+    q4 = a4 - 4 * (m * v3).sum(-1) + 2 * mm * trace + 4 * m_s2_m - 4 * mm * (m * s1).sum(-1) + n * mm ** 2
+    return shrink(S, ledoit_wolf_shrinkage_from_moments(S, q4, n)).numpy()

@@ -45,7 +45,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.stream import CausalBandpass, _n_samples
-from ..geometry import ledoit_wolf_shrinkage_from_moments, oas_shrinkage, shrink
+from ..geometry import covariance_from_sums, tangent_space
 
 _ESTIMATORS = ("scm", "cov", "oas", "lwf")
 
@@ -132,46 +132,23 @@ class _RunningMoments:
             self.a4 += float(sq_in @ sq_in - sq_out @ sq_out)
 
     def covariance(self) -> np.ndarray:
-        n = self.n
-        m = self.s1 / n
-        emp = self.s2 / n - np.outer(m, m)
-        emp = (emp + emp.T) / 2
-        if self.estimator == "scm":
-            return emp
-        if self.estimator == "cov":
-            return emp * (n / (n - 1))
-        S = torch.from_numpy(emp)
-        if self.estimator == "oas":
-            shrinkage = oas_shrinkage(S, n)
-        else:
-            # Ledoit-Wolf: sum_t |z_t - m|^4 expanded in the running sums, so no window is revisited.
-            mm = float(m @ m)
-            q4 = (self.a4 - 4 * float(m @ self.v3) + 2 * mm * np.trace(self.s2) + 4 * float(m @ self.s2 @ m)
-                  - 4 * mm * float(m @ self.s1) + n * mm ** 2)
-            shrinkage = ledoit_wolf_shrinkage_from_moments(S, torch.tensor(q4, dtype=S.dtype), n)
-        return shrink(S, shrinkage).numpy()
+        extra = {"sum_sq_z": self.v3, "sum_sq_sq": self.a4} if self.estimator == "lwf" else {}
+        return covariance_from_sums(self.s1, self.s2, self.n, self.estimator, **extra)
 
 
 class _FastTangentSpace:
-    """Riemannian tangent-space vector of one matrix with the whitening precomputed.
+    """Riemannian tangent-space vector of one matrix at a fitted reference.
 
-    pyriemann's ``TangentSpace.transform`` re-validates its input and recomputes
-    ``Cref^{-1/2}`` on every call, several times the cost of the one eigendecomposition the
-    projection needs; a decoder deciding every step cannot afford that.
+    pyriemann's ``TangentSpace.transform`` re-validates its input on every call, several times
+    the cost of the one eigendecomposition the projection needs; a decoder deciding every step
+    cannot afford that. The projection itself is :func:`neurodecode.geometry.tangent_space`.
     """
 
     def __init__(self, ts):
-        from pyriemann.utils.base import invsqrtm
-
-        self.whiten = invsqrtm(ts.reference_)
-        n = self.whiten.shape[0]
-        self.rows, self.cols = np.triu_indices(n)
-        self.coef = np.where(self.rows == self.cols, 1.0, np.sqrt(2.0))
+        self.reference = np.asarray(ts.reference_, dtype=np.float64)
 
     def __call__(self, cov: np.ndarray) -> np.ndarray:
-        w, v = np.linalg.eigh(self.whiten @ cov @ self.whiten)
-        log = (v * np.log(w)) @ v.T
-        return (self.coef * log[self.rows, self.cols])[None]
+        return tangent_space(cov[None], self.reference)
 
 
 def _fast_tangent_space(rest, cov: np.ndarray):

@@ -1,7 +1,10 @@
 """The benchmark report: score tables, MOABB's statistics, a score plot, a ranking plot, one HTML page.
 
-Built from the fold rows of :func:`~neurodecode.evaluation.benchmark.run_benchmark` (or a
-results folder). Folds are first averaged per subject and session, as MOABB reports scores;
+Built from the fold rows of :func:`~neurodecode.benchmark.runner.run_benchmark` (or a
+results folder: there, each pipeline's rows of its latest version, so an edited pipeline's
+old rows never mix with its new ones). Pipeline files that failed to load and pipelines that
+failed are listed first, in the page and in ``failures.csv``. Folds are first averaged per
+subject and session, as MOABB reports scores;
 the statistics are MOABB's own (``moabb.analysis.meta_analysis``): paired comparisons of
 pipelines over subjects (permutation test under 20 subjects, Wilcoxon above), standardised
 mean differences, and their combination across datasets (Stouffer).
@@ -16,20 +19,56 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..benchmark.results import latest_version
 from ..benchmark.runner import load_results, session_scores
 
+#: Columns of ``failures.csv`` (one row per pipeline file that failed to load or pipeline that failed).
+FAILURE_COLUMNS = ("stage", "pipeline", "file", "subject", "error")
 
-def _frame(results) -> pd.DataFrame:
+
+def _frame(results, allow_empty: bool = False) -> pd.DataFrame:
     if isinstance(results, (str, Path)):
         results = load_results(results)
-    if not isinstance(results, pd.DataFrame) or results.empty:
+    if not isinstance(results, pd.DataFrame):
+        raise ValueError(f"benchmark results must be a DataFrame or a results folder, not {type(results).__name__}")
+    if results.empty:
+        if allow_empty:
+            return results
         raise ValueError("no benchmark results to report (an empty table or folder)")
     missing = {"dataset", "pipeline", "subject", "session", "fold", "score"} - set(results.columns)
     if missing:
         raise ValueError(f"results lack column(s) {sorted(missing)}")
     if "evaluation" not in results.columns:
         results = results.assign(evaluation="within-session")
-    return results
+    # One version per pipeline: rows of an edited pipeline (another pipeline_hash) stay in the
+    # results file but must not be averaged with the new ones.
+    return latest_version(results)
+
+
+def failure_table(failures) -> pd.DataFrame:
+    """The failures of a run as a table (columns :data:`FAILURE_COLUMNS`), empty when there were none.
+
+    Parameters
+    ----------
+    failures : list of dict or None
+        ``results.attrs["failures"]`` of :func:`~neurodecode.benchmark.runner.run_benchmark`.
+    """
+    rows = [{k: f.get(k) for k in FAILURE_COLUMNS} for f in (failures or [])]
+    return pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
+
+
+def _failures_html(failures: pd.DataFrame) -> str:
+    if failures.empty:
+        return ""
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row) + "</tr>"
+        for row in failures.itertuples(index=False))
+    head = "".join(f"<th>{c}</th>" for c in failures.columns)
+    return (f'<h2 style="color:#b00">Failures ({len(failures)})</h2>'
+            "<p>These pipeline files did not load, or these pipelines raised; their results are missing or "
+            "incomplete below (details in <code>failures.csv</code> and the results folder's "
+            "<code>errors.jsonl</code>).</p>"
+            f'<table class="t f"><tr>{head}</tr>{rows}</table>')
 
 
 def dataset_table(sessions: pd.DataFrame) -> pd.DataFrame:
@@ -127,32 +166,50 @@ def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
 
 
-def write_report(results, out) -> Path:
+def write_report(results, out, failures=None) -> Path:
     """Write tables (CSV), plots (PNG) and ``index.html`` for benchmark results.
 
     Parameters
     ----------
     results : DataFrame or str or Path
-        Fold rows (from :func:`~neurodecode.evaluation.benchmark.run_benchmark`) or a results folder.
+        Fold rows (from :func:`~neurodecode.benchmark.runner.run_benchmark`) or a results
+        folder (each pipeline's latest version is reported).
     out : str or Path
         Report folder (created).
+    failures : list of dict or None
+        Pipeline files that failed to load and pipelines that failed (``stage``,
+        ``pipeline``, ``file``, ``subject``, ``error``); default: ``results.attrs["failures"]``
+        of a DataFrame from ``run_benchmark``, none for a folder.
 
     Returns
     -------
     index : Path
-        The HTML page; next to it ``scores.png``, ``ranking.png``, with two or more
-        pipelines and subjects ``significance.png`` and ``meta_analysis.png``, and the CSV
-        files ``datasets.csv``, ``subjects.csv``, ``ranking.csv``, ``statistics.csv``.
+        The HTML page; next to it ``failures.csv`` (always, empty when nothing failed) and,
+        when there are results, ``scores.png``, ``ranking.png``, with two or more pipelines
+        and subjects ``significance.png`` and ``meta_analysis.png``, and the CSV files
+        ``datasets.csv``, ``subjects.csv``, ``ranking.csv``, ``statistics.csv``.
+
+    Raises
+    ------
+    ValueError
+        No results and no failures: nothing to report.
     """
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
         matplotlib.use("Agg")
-    results = _frame(results)
+    if failures is None and isinstance(results, pd.DataFrame):
+        failures = results.attrs.get("failures")
+    failed = failure_table(failures)
+    results = _frame(results, allow_empty=not failed.empty)
     # MOABB logs a warning when dataset names are too short to shorten; nothing to act on.
     logging.getLogger("moabb.analysis.plotting").setLevel(logging.ERROR)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    failed.to_csv(out / "failures.csv", index=False)
+    if results.empty:
+        # Everything failed: the page still says what, rather than no report at all.
+        return _write_page(out, "<p>No results: every selected pipeline failed.</p>" + _failures_html(failed))
     sessions = session_scores(results)
     metrics = sorted(results["metric"].dropna().unique()) if "metric" in results.columns else ["score"]
     metric = metrics[0] if len(metrics) == 1 else "score"
@@ -179,21 +236,29 @@ def write_report(results, out) -> Path:
 
     n_folds = len(results)
     evaluations = ", ".join(sorted(results["evaluation"].unique()))
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>neurodecode benchmark report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table.t{{border-collapse:collapse}}
-table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} img{{max-width:100%}}</style>
-</head><body>
-<h1>Benchmark report</h1>
-<p>Evaluation: {html.escape(evaluations)}; metric: {html.escape(", ".join(metrics))};
+    failed_note = f" <b>{len(failed)} failure(s), listed below.</b>" if not failed.empty else ""
+    body = f"""<p>Evaluation: {html.escape(evaluations)}; metric: {html.escape(", ".join(metrics))};
 {results['pipeline'].nunique()} pipeline(s), {results['subject'].nunique()} subject(s), {n_folds} fold row(s).
-Scores are fold means per subject and session, as MOABB reports them.</p>
+Scores are fold means per subject and session, as MOABB reports them.{failed_note}</p>
+{_failures_html(failed)}
 <h2>Per dataset</h2>{_html_table(datasets)}
 <h2>Scores</h2><img src="{figures['scores']}" alt="score plot">
 <h2>Pipeline ranking</h2><img src="{figures['ranking']}" alt="ranking plot">{_html_table(ranks, 2)}
 <h2>Statistics (MOABB meta-analysis)</h2>{stats_html}
 {''.join(f'<img src="{figures[k]}" alt="{k}">' for k in ("significance", "meta_analysis") if k in figures)}
-<h2>Per subject</h2>{_html_table(subjects)}
+<h2>Per subject</h2>{_html_table(subjects)}"""
+    return _write_page(out, body)
+
+
+def _write_page(out: Path, body: str) -> Path:
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>neurodecode benchmark report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table.t{{border-collapse:collapse}}
+table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} img{{max-width:100%}}
+table.f td,table.f th{{text-align:left}}</style>
+</head><body>
+<h1>Benchmark report</h1>
+{body}
 </body></html>
 """
     index = out / "index.html"
@@ -201,4 +266,5 @@ Scores are fold means per subject and session, as MOABB reports them.</p>
     return index
 
 
-__all__ = ["dataset_table", "pipeline_ranks", "statistics", "subject_table", "write_report"]
+__all__ = ["FAILURE_COLUMNS", "dataset_table", "failure_table", "pipeline_ranks", "statistics", "subject_table",
+           "write_report"]

@@ -54,7 +54,7 @@ def read_raw(path, *, preload: bool = True, **kwargs) -> mne.io.BaseRaw:
         raw = mne.io.read_raw(path, preload=preload, verbose="error", **kwargs)
     except (ValueError, RuntimeError, OSError, EOFError, IndexError, KeyError, TypeError, UnicodeDecodeError,
             AssertionError, NotImplementedError) as err:
-        raise CorruptFileError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+        raise CorruptFileError(f"cannot read {path}: {_reader_failure(path, err)}") from err
     if raw.n_times == 0:
         raise CorruptFileError(f"{path} holds no sample")
     if preload:
@@ -63,6 +63,29 @@ def read_raw(path, *, preload: bool = True, **kwargs) -> mne.io.BaseRaw:
             bad = [raw.ch_names[i] for i in np.nonzero(~np.isfinite(data).all(axis=1))[0]]
             raise InvalidDataError(f"{path}: NaN or infinite samples in channel(s) {bad[:10]}")
     return raw
+
+
+def _reader_failure(path: Path, err: BaseException) -> str:
+    """What MNE's reader said about a file, or, when it said nothing, where it gave up.
+
+    Some readers check their input with bare ``assert`` statements (a ``.txt`` file goes to the
+    BOXY reader, which asserts it found a sampling rate), so a file that is not a recording at
+    all would otherwise be reported as an empty ``AssertionError``.
+    """
+    message = str(err).strip()
+    if message:
+        return f"{type(err).__name__}: {message}"
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        parts = Path(last.filename).parts
+        short = "/".join(parts[parts.index("mne"):]) if "mne" in parts else Path(last.filename).name
+        where = f" in {short}, line {last.lineno}" + (f": `{last.line}`" if last.line else "")
+    return (f"not a recording MNE can read as {path.suffix or 'a file without extension'} (its reader stopped with "
+            f"a bare {type(err).__name__}{where}); check the file and its extension")
 
 
 def _check_edf_length(path: Path) -> None:
@@ -220,13 +243,7 @@ def epochs_to_data(raw: mne.io.BaseRaw, events: np.ndarray, event_id: Mapping[st
                          "dataset": dataset}, index=range(len(epochs)))
     for key, value in (extra_metadata or {}).items():
         meta[key] = value
-    ch_types = tuple(epochs.get_channel_types())
-    if modality is None:
-        modality = "meg" if any(t in ("mag", "grad") for t in ch_types) else "eeg"
-    pos = np.array([ch["loc"][:3] for ch in epochs.info["chs"]])
-    positions = pos if np.isfinite(pos).all() and np.abs(pos).sum(axis=1).all() else None
-    info = SignalInfo(sfreq=float(raw.info["sfreq"]), ch_names=tuple(epochs.ch_names), ch_types=ch_types,
-                      modality=modality, positions=positions, class_names=class_names, tmin=float(epochs.tmin))
+    info = SignalInfo.from_mne(epochs.info, class_names=class_names, tmin=epochs.tmin, modality=modality)
     return DecodingData(epochs.get_data(copy=False), y, meta, info)
 
 

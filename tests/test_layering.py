@@ -1,0 +1,128 @@
+"""The house's rules, checked on the source: stages import only from stages before them, and no dataset
+is named outside its own module."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "neurodecode"
+#: Stages in data-flow order (design: docs/design.md). A module may import from its own stage, from
+#: stages before it, and from ``_utils``.
+STAGES = ["_utils", "data", "geometry", "transforms", "training", "models", "evaluation", "online", "benchmark",
+          "batch", "reports", "cli"]
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "neurodecode":
+        return None
+    if len(parts) == 1:
+        return "__init__"
+    return parts[1]
+
+
+def _imports(path: Path):
+    """Every neurodecode module a file imports, at module level or inside functions."""
+    tree = ast.parse(path.read_text())
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            yield module, node.lineno
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module" and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                yield arg.value, node.lineno
+            elif isinstance(arg, ast.JoinedStr) and isinstance(arg.values[0], ast.Constant):
+                yield arg.values[0].value.rstrip("."), node.lineno
+
+
+def _violations():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = _stage(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+        if source in (None, "__init__"):
+            continue
+        source = source.removesuffix("") if source != "cli" else "cli"
+        for module, line in _imports(path):
+            target = _stage(module)
+            if target in (None, "__init__", "_utils") or target == source:
+                continue
+            if target not in STAGES or source not in STAGES:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}: unknown stage")
+            elif STAGES.index(target) > STAGES.index(source):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({source}) imports {module} ({target}), "
+                             "a later stage")
+    return found
+
+
+def test_every_import_points_to_an_earlier_stage():
+    assert _violations() == []
+
+
+def test_the_check_catches_a_backward_import(tmp_path, monkeypatch):
+    # The rule must be able to fail: a data module importing the benchmark is reported.
+    fake = tmp_path / "neurodecode"
+    (fake / "data").mkdir(parents=True)
+    (fake / "data" / "bad.py").write_text("def f():\n    from ..benchmark import runner\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    assert [v for v in _violations() if "bad.py" in v]
+
+
+DATASET_NAMES = re.compile(r"eegmmidb|kalunga|muse|haxby|abide|digit69|mnist|physionet|eegbci", re.IGNORECASE)
+
+
+def _code_words(tree):
+    """Identifiers, imported names and string constants of a module, docstrings and comments excluded."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "DEFAULT_DATASET" for t in node.targets):
+            continue  # the one default of user-facing options
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+        elif isinstance(node, ast.Name):
+            yield node.lineno, node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.lineno, node.attr
+        elif isinstance(node, ast.ImportFrom):
+            yield node.lineno, node.module or ""
+            for alias in node.names:
+                yield node.lineno, alias.name
+
+
+def _named_datasets(path: Path) -> list:
+    tree = ast.parse(path.read_text())
+    skip = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+            and any(getattr(t, "id", "") == "DEFAULT_DATASET" for t in n.targets)}
+    return sorted({f"{line}: {word}" for line, word in _code_words(tree)
+                   if DATASET_NAMES.search(word) and line not in skip})
+
+
+# The data package's public API re-exports each dataset's loader (``neurodecode.data.load_eegmmidb``).
+_REEXPORTS = {PACKAGE / "data" / "__init__.py"}
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py")
+                                        if "datasets" not in p.relative_to(PACKAGE).parts and p not in _REEXPORTS),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_dataset_is_named_in_code_outside_its_module(path):
+    assert _named_datasets(path) == []
+
+
+def test_the_name_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""Docstrings may cite eegmmidb."""\nif name == "eegmmidb":\n    pass\n')
+    assert _named_datasets(bad) == ["2: eegmmidb"]
