@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -37,7 +38,7 @@ BANDS = {"imagery": (8.0, 32.0), "ssvep": (7.0, 45.0), "p300": (1.0, 24.0)}
 
 
 class NetworkRefused(ValueError):
-    """A connection beyond the loopback was attempted inside :func:`offline`.
+    """A download was about to start inside :func:`offline`: a connection beyond the loopback, or a new folder.
 
     A ValueError, not an OSError, on purpose: HTTP clients (urllib3, httpx and nemar-py's retry
     loop) treat OSErrors as transient and retry them with backoff sleeps, whereas a ValueError
@@ -56,57 +57,74 @@ def _is_loopback(address) -> bool:
         return False
 
 
+def _in_temp(path) -> bool:
+    temp = os.path.realpath(tempfile.gettempdir())
+    return os.path.realpath(os.fspath(path)).startswith(temp + os.sep)
+
+
 @contextlib.contextmanager
 def offline(attempts: list | None = None):
-    """Refuse, for the duration of the block, every connection and name lookup beyond the loopback.
+    """Refuse, for the duration of the block, what a download does first: connect, or create a folder.
+
+    Connections and name lookups beyond the loopback raise :class:`NetworkRefused`, and so does
+    creating a folder outside the temporary directory: MOABB's downloaders create the target
+    folder before connecting, and a data folder must not fill with empty folders (nor a
+    read-only one raise PermissionError) just because a file is absent.
 
     Parameters
     ----------
     attempts : list or None
-        Each refused address is appended to it, so the caller can tell a refusal from other
-        errors even when a library wrapped or swallowed the exception.
+        Each refused address or folder is appended to it, so the caller can tell a refusal
+        from other errors even when a library wrapped or swallowed the exception.
 
     Notes
     -----
-    ``socket.socket.connect``, ``connect_ex``, ``socket.create_connection`` and
-    ``socket.getaddrinfo`` are patched process-wide while the block runs (other threads see the
-    refusal too) and restored afterwards, whatever happened. The functions in place when the
-    block starts are the ones called for loopback addresses, so a guard installed by a test
-    suite keeps working.
+    ``socket.socket.connect``, ``connect_ex``, ``socket.create_connection``,
+    ``socket.getaddrinfo`` and ``os.mkdir`` (which ``os.makedirs`` and ``Path.mkdir`` call) are
+    patched process-wide while the block runs (other threads see the refusal too) and restored
+    afterwards, whatever happened. The functions in place when the block starts are the ones
+    called for what is allowed, so a guard installed by a test suite keeps working.
     """
     attempts = [] if attempts is None else attempts
-    real = (socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo)
+    real = (socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo, os.mkdir)
 
-    def refuse(address):
-        attempts.append(address)
-        raise NetworkRefused(f"neurodecode is offline: refused a network connection to {address}")
+    def refuse(what):
+        attempts.append(what)
+        raise NetworkRefused(f"neurodecode is offline: refused to {what}")
 
     def connect(self, address):
         if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
-            refuse(address)
+            refuse(f"connect to {address}")
         return real[0](self, address)
 
     def connect_ex(self, address):
         if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
-            refuse(address)
+            refuse(f"connect to {address}")
         return real[1](self, address)
 
     def create_connection(address, *args, **kwargs):
         if not _is_loopback(address):
-            refuse(address)
+            refuse(f"connect to {address}")
         return real[2](address, *args, **kwargs)
 
     def getaddrinfo(host, *args, **kwargs):
         if not _is_loopback((host,)):
-            refuse(host)
+            refuse(f"look up {host}")
         return real[3](host, *args, **kwargs)
 
+    def mkdir(path, *args, **kwargs):
+        # An existing folder goes to the real mkdir, which raises FileExistsError as makedirs expects.
+        if kwargs.get("dir_fd") is None and not os.path.lexists(path) and not _in_temp(path):
+            refuse(f"create the folder {os.fspath(path)}")
+        return real[4](path, *args, **kwargs)
+
     socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
-    socket.create_connection, socket.getaddrinfo = create_connection, getaddrinfo
+    socket.create_connection, socket.getaddrinfo, os.mkdir = create_connection, getaddrinfo, mkdir
     try:
         yield attempts
     finally:
-        socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo = real
+        (socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo,
+         os.mkdir) = real
 
 
 def _refused(err: BaseException) -> bool:
@@ -173,7 +191,9 @@ def _run_offline(call, describe, subject):
 
     attempts: list = []
     # pooch announces "Downloading data from ..." before the refused connection: misleading offline.
-    pooch_log = logging.getLogger("pooch")
+    import pooch
+
+    pooch_log = pooch.get_logger()
     level = pooch_log.level
     pooch_log.setLevel(logging.WARNING)
     with offline(attempts), warnings.catch_warnings(), mne.utils.use_log_level("error"):
@@ -186,6 +206,10 @@ def _run_offline(call, describe, subject):
         except Exception as err:
             if attempts or _refused(err):
                 raise DataNotFoundError(describe(subject)) from err
+            if isinstance(err, PermissionError):
+                # pooch writes its temporary file next to the missing one before connecting: in a
+                # read-only data folder that fails first.
+                raise DataNotFoundError(f"{describe(subject)} [{type(err).__name__}: {err}]") from err
             raise
         finally:
             pooch_log.setLevel(level)
