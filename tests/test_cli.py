@@ -126,3 +126,126 @@ def test_datasets_cards_lists_a_user_card(data_root, tmp_path, isolated_cache, c
 def test_datasets_cards_names_a_bad_location(tmp_path, isolated_cache):
     with pytest.raises(SystemExit, match=re.escape(f"{tmp_path / 'nowhere'} does not exist")):
         main(["datasets", "--cards", str(tmp_path / "nowhere"), "--no-load"])
+
+
+# -- the top-level command and operator mistakes (one line on stderr, exit status 2) ---------
+
+def test_version_and_help_speak_to_users(capsys):
+    from neurodecode import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"neurodecode {__version__}"
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for words in ("Decode brain signals", "datasets", "benchmark", "NEURODECODE_DATA", "examples:",
+                  "neurodecode benchmark pipelines"):
+        assert words in text
+    assert "Thin" not in text and "stages" not in text  # nothing about the code's layout
+    assert main(["benchmark", "--help"]) == 0
+    assert "Pipeline files are code and run when loaded" in " ".join(capsys.readouterr().out.split())
+
+
+_PIPELINE = """name: BP+LDA
+paradigms: [LeftRightImagery]
+pipeline:
+  - name: BandPower
+    from: neurodecode.transforms.spectral
+    parameters: {bands: {mu: [8, 13]}, method: welch}
+  - name: LinearDiscriminantAnalysis
+    from: sklearn.discriminant_analysis
+"""
+
+
+def _one_line_error(capsys, code, *expected):
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+@pytest.fixture
+def one_pipeline(tmp_path):
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "bp_lda.yml").write_text(_PIPELINE)
+    return folder
+
+
+def _bench(folder, out, *extra):
+    return main(["benchmark", str(folder), "--subjects", "1", "--out", str(out), "--no-report", "--no-progress",
+                 *extra])
+
+
+def test_benchmark_out_that_cannot_be_created(one_pipeline, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    # Under a regular file: no folder can be made there, even by root (who ignores read-only modes).
+    _one_line_error(capsys, _bench(one_pipeline, tmp_path / "a_file" / "sub"), "--out", "a_file")
+
+
+@pytest.mark.parametrize("junk", ['{"a": 1}', "[]"])
+def test_benchmark_junk_row_names_file_and_line(one_pipeline, tmp_path, capsys, junk):
+    out = tmp_path / "out"
+    out.mkdir()
+    good = {"evaluation": "within-session", "dataset": "eegmmidb", "pipeline": "BP+LDA", "subject": 1,
+            "session": "0", "fold": 0, "score": 0.5}
+    (out / "results.jsonl").write_text(json.dumps(good) + "\n" + junk + "\n")
+    _one_line_error(capsys, _bench(one_pipeline, out), str(out / "results.jsonl"), "line 2")
+
+
+def test_benchmark_cross_session_on_one_session(data_root, one_pipeline, tmp_path, capsys):
+    code = _bench(one_pipeline, tmp_path / "out", "--evaluation", "cross-session")
+    _one_line_error(capsys, code, "cross-session", "eegmmidb has one session")
+
+
+def test_benchmark_unreachable_scheduler(data_root, one_pipeline, tmp_path, capsys):
+    start = time.perf_counter()
+    code = _bench(one_pipeline, tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9")
+    _one_line_error(capsys, code, "tcp://127.0.0.1:9")
+    assert time.perf_counter() - start < 25  # distributed's default wait alone is 30 s
+
+
+def test_dask_client_gives_up_in_seconds():
+    from neurodecode.benchmark.scaleout import SchedulerUnreachableError, dask_client
+
+    start = time.perf_counter()
+    with pytest.raises(SchedulerUnreachableError, match="127.0.0.1:9"):
+        with dask_client("tcp://127.0.0.1:9", timeout=2):
+            pass
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("subjects, message", [("3-1", "reversed"), ("1,,3", "1-3,7"), ("", "1-3,7")])
+def test_benchmark_bad_subjects_are_refused(one_pipeline, tmp_path, capsys, subjects, message):
+    code = main(["benchmark", str(one_pipeline), "--subjects", subjects, "--out", str(tmp_path / "out")])
+    _one_line_error(capsys, code, "--subjects", message)
+
+
+def test_benchmark_data_errors_are_one_line(one_pipeline, tmp_path, capsys, monkeypatch):
+    import neurodecode.benchmark.runner as runner
+    from neurodecode.data.errors import CorruptFileError
+
+    def broken(specs=None):
+        raise CorruptFileError("/data/eegmmidb/S001R04.edf is truncated\n  (12 of 20 records)")
+
+    monkeypatch.setattr(runner, "resolve_datasets", broken)
+    _one_line_error(capsys, _bench(one_pipeline, tmp_path / "out"), "S001R04.edf is truncated (12 of 20 records)")
+
+
+def test_benchmark_missing_data_folder_is_one_line(one_pipeline, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NEURODECODE_DATA", str(tmp_path / "nowhere"))
+    _one_line_error(capsys, _bench(one_pipeline, tmp_path / "out"), "NEURODECODE_DATA")
+
+
+def test_load_recording_names_a_file_that_is_not_a_recording(tmp_path):
+    from neurodecode.data.errors import CorruptFileError
+    from neurodecode.data.io.recordings import load_recording
+
+    path = tmp_path / "notes.txt"  # MNE hands .txt to its BOXY reader, which only asserts
+    path.write_text("subject 1 looked tired\n")
+    with pytest.raises(CorruptFileError) as info:
+        load_recording(path)
+    message = str(info.value)
+    assert str(path) in message and "not a recording" in message and "AssertionError" in message
+    assert not message.rstrip().endswith(":")

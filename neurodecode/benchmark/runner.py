@@ -475,7 +475,8 @@ def _plain_result(res: dict, evaluation: str, dataset_name: str, fold: int, n_fo
                   metric: str) -> dict:
     row = {"evaluation": evaluation, "dataset": dataset_name, "pipeline": res["pipeline"],
            "subject": int(res["subject"]), "session": str(res["session"]), "fold": int(fold),
-           "n_folds": int(n_folds), "n_subject_rows": int(n_subject_rows), "score": float(res["score"]), "metric": metric,
+           "n_folds": int(n_folds), "n_subject_rows": int(n_subject_rows), "score": float(res["score"]),
+           "metric": metric,
            "fit_time": float(res["time"]), "n_train": int(res["n_samples"]),
            "n_test": int(res["n_samples_test"]), "n_channels": int(res["n_channels"]),
            "moabb_dataset": res["dataset"].code}

@@ -260,8 +260,13 @@ class DatasetCard:
         try:
             files = tuple(_card_file(f, path, user) for f in raw.pop("files", []))
             files += _files_from(raw.pop("files_from", None), path)
-            known = {k: raw.pop(k) for k in ("name", "title", "modality", "folder", "licence", "source",
-                                             "citation", "obtain")}
+            # A user's own recordings need a name and a folder; provenance fields are the package's duty.
+            required = ("name", "folder") if user else ("name", "title", "modality", "folder", "licence", "source",
+                                                       "citation", "obtain")
+            known = {k: raw.pop(k) for k in required}
+            for key, default in (("title", ""), ("modality", "eeg"), ("licence", "unknown"), ("source", "the user"),
+                                 ("citation", ""), ("obtain", "the user's own recordings")):
+                known.setdefault(key, raw.pop(key, default))
         except KeyError as err:
             raise NeurodecodeDataError(f"dataset card {path} lacks the field {err}") from None
         return cls(**known, classes=tuple(raw.pop("classes", ())), files=files,

@@ -210,8 +210,8 @@ class Dataset:
             raw = self._filtered(rec, fmin, fmax)
             present = [c for c in class_names if c in set(raw.annotations.description)]
             if not present:
-                raise EmptySelectionError(f"dataset {self.name!r}, subject {subject}, run {rec.run}: none of the "
-                                          f"classes {list(class_names)} is annotated")
+                # A run of another task (e.g. feet runs when left/right is asked): skipped, as MOABB does.
+                return None
             event_id = {c: i + 1 for i, c in enumerate(class_names) if c in present}
             events, _ = mne.events_from_annotations(raw, event_id=event_id, verbose="error")
             part = epochs_to_data(raw, events, event_id, tmin=t0, tmax=t1, dataset=self.name, subject=subject,
@@ -224,7 +224,11 @@ class Dataset:
                 info = replace(info, sfreq=float(resample))
             return DecodingData(X, part.y, part.metadata, replace(info, unit="uV" if scale == 1e6 else info.unit))
 
-        return load_many(_Items(items), load_one, on_error=on_error, desc=self.name, progress=progress)
+        data = load_many(_Items(items), load_one, on_error=on_error, desc=self.name, progress=progress)
+        if data is None:
+            raise EmptySelectionError(f"dataset {self.name!r}: none of the classes {list(class_names)} is annotated "
+                                      f"in the recordings of subject(s) {sorted({s for s, _ in items})}")
+        return data
 
     def streams(self, subjects=None, *, fmin: float | None | str = "paradigm", fmax: float | None | str = "paradigm",
                 order: int = 4) -> list:

@@ -74,7 +74,7 @@ def get_dataset(spec) :
         if not path.is_file():
             raise NeurodecodeDataError(f"dataset card {spec} does not exist")
         from .io.card_recordings import CardDataset
-        return CardDataset(DatasetCard.from_toml(path))
+        return CardDataset(path)
     if path.is_dir():
         if (path / "dataset_description.json").is_file():
             from .io.bids import BIDSDataset

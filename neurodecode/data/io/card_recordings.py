@@ -137,8 +137,8 @@ class CardDataset(Dataset):
         self._where = where
         self._files = self._recording_entries()
         self._seen: dict[str, set] = {}
-        super().__init__(card.name, paradigm, modality=card.modality,
-                         picks=card.extra.get("picks", card.modality))
+        # EEG channels for an EEG card, magnetometers and gradiometers for a MEG one.
+        super().__init__(card.name, paradigm, modality=card.modality, picks=card.modality)
 
     # -- the card's files ------------------------------------------------------------------------
     def _recording_entries(self) -> list[dict]:

@@ -3,12 +3,14 @@
 MOABB's datasets find their files through MNE's configuration (``MNE_DATA``, or a
 ``MNE_DATASETS_<SIGN>_PATH`` per dataset family) and download whatever is missing. Here nothing
 is downloaded unless asked (``download=True`` or ``NEURODECODE_ALLOW_DOWNLOAD=1``): every call
-into MOABB runs inside :func:`offline`, which refuses connections beyond the loopback, and a
+into MOABB runs inside :func:`refuse_downloads`, which refuses connections beyond the loopback, and a
 refused attempt becomes one :class:`~neurodecode.data.errors.DataNotFoundError` naming the
 dataset, the subject and MNE's data folder.
 
 Only MOABB's public API is used: the class from ``moabb.datasets``, its ``subject_list``,
-``event_id``, ``interval``, ``paradigm``, ``data_path(subject)`` and ``get_data(subjects)``.
+``event_id``, ``interval``, ``paradigm``, ``data_path(subject)`` and ``get_data(subjects)``, and
+(to find files MOABB keeps in its local copy of NEMAR) ``moabb.utils.get_download_provider``,
+``moabb.datasets.download.nemar_store`` and ``active_sourcedata_store``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -38,7 +39,7 @@ BANDS = {"imagery": (8.0, 32.0), "ssvep": (7.0, 45.0), "p300": (1.0, 24.0)}
 
 
 class NetworkRefused(ValueError):
-    """A download was about to start inside :func:`offline`: a connection beyond the loopback, or a new folder.
+    """A connection beyond the loopback was attempted inside :func:`refuse_downloads`.
 
     A ValueError, not an OSError, on purpose: HTTP clients (urllib3, httpx and nemar-py's retry
     loop) treat OSErrors as transient and retry them with backoff sleeps, whereas a ValueError
@@ -57,35 +58,32 @@ def _is_loopback(address) -> bool:
         return False
 
 
-def _in_temp(path) -> bool:
-    temp = os.path.realpath(tempfile.gettempdir())
-    return os.path.realpath(os.fspath(path)).startswith(temp + os.sep)
-
-
 @contextlib.contextmanager
-def offline(attempts: list | None = None):
-    """Refuse, for the duration of the block, what a download does first: connect, or create a folder.
-
-    Connections and name lookups beyond the loopback raise :class:`NetworkRefused`, and so does
-    creating a folder outside the temporary directory: MOABB's downloaders create the target
-    folder before connecting, and a data folder must not fill with empty folders (nor a
-    read-only one raise PermissionError) just because a file is absent.
+def refuse_downloads(attempts: list | None = None, *, tidy: bool = True):
+    """Refuse, for the duration of the block, every connection and name lookup beyond the loopback.
 
     Parameters
     ----------
     attempts : list or None
-        Each refused address or folder is appended to it, so the caller can tell a refusal
-        from other errors even when a library wrapped or swallowed the exception.
+        Each refused address is appended to it, so the caller can tell a refusal from other
+        errors even when a library wrapped or swallowed the exception.
+    tidy : bool
+        When the block ends, remove the folders created inside it that are still empty,
+        deepest first. MOABB's downloaders create the target folder before they connect, so a
+        refused download would otherwise leave empty folders in the data folder. Folders that
+        received files (MOABB linking files from its local NEMAR store into place) stay.
 
     Notes
     -----
     ``socket.socket.connect``, ``connect_ex``, ``socket.create_connection``,
-    ``socket.getaddrinfo`` and ``os.mkdir`` (which ``os.makedirs`` and ``Path.mkdir`` call) are
-    patched process-wide while the block runs (other threads see the refusal too) and restored
-    afterwards, whatever happened. The functions in place when the block starts are the ones
-    called for what is allowed, so a guard installed by a test suite keeps working.
+    ``socket.getaddrinfo`` and (with ``tidy``) ``os.mkdir`` (which ``os.makedirs`` and
+    ``Path.mkdir`` call) are patched process-wide while the block runs (other threads see the
+    refusal too) and restored afterwards, whatever happened. The functions in place when the
+    block starts are the ones called for what is allowed, so a guard installed by a test suite
+    keeps working.
     """
     attempts = [] if attempts is None else attempts
+    created: list[str] = []
     real = (socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo, os.mkdir)
 
     def refuse(what):
@@ -113,22 +111,26 @@ def offline(attempts: list | None = None):
         return real[3](host, *args, **kwargs)
 
     def mkdir(path, *args, **kwargs):
-        # An existing folder goes to the real mkdir, which raises FileExistsError as makedirs expects.
-        if kwargs.get("dir_fd") is None and not os.path.lexists(path) and not _in_temp(path):
-            refuse(f"create the folder {os.fspath(path)}")
-        return real[4](path, *args, **kwargs)
+        real[4](path, *args, **kwargs)
+        if kwargs.get("dir_fd") is None:
+            created.append(os.path.abspath(os.fspath(path)))
 
     socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
-    socket.create_connection, socket.getaddrinfo, os.mkdir = create_connection, getaddrinfo, mkdir
+    socket.create_connection, socket.getaddrinfo = create_connection, getaddrinfo
+    if tidy:
+        os.mkdir = mkdir
     try:
         yield attempts
     finally:
         (socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo,
          os.mkdir) = real
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):  # not empty (something was written): keep it
+                os.rmdir(folder)
 
 
 def _refused(err: BaseException) -> bool:
-    """Whether ``err`` is, or was raised while handling, a refusal of :func:`offline`."""
+    """Whether ``err`` is, or was raised while handling, a refusal of :func:`refuse_downloads`."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, NetworkRefused):
@@ -186,17 +188,16 @@ class _GuardedGetData:
 
 
 def _run_offline(call, describe, subject):
-    """``call()`` inside :func:`offline`; a refused download becomes one DataNotFoundError."""
+    """``call()`` inside :func:`refuse_downloads`; a refused download becomes one DataNotFoundError."""
     import mne
+    import pooch
 
     attempts: list = []
     # pooch announces "Downloading data from ..." before the refused connection: misleading offline.
-    import pooch
-
     pooch_log = pooch.get_logger()
     level = pooch_log.level
     pooch_log.setLevel(logging.WARNING)
-    with offline(attempts), warnings.catch_warnings(), mne.utils.use_log_level("error"):
+    with refuse_downloads(attempts), warnings.catch_warnings(), mne.utils.use_log_level("error"):
         # Offline, MOABB's NEMAR step always fails and falls back to the local files: not news.
         warnings.filterwarnings("ignore", message=r".*NEMAR.*", category=RuntimeWarning)
         try:
@@ -276,13 +277,27 @@ class MoabbDataset(Dataset):
     def moabb_dataset(self):
         """A fresh MOABB dataset object (for MOABB's own evaluations), whose ``get_data`` runs offline.
 
-        Offline (the default), its ``get_data`` runs inside :func:`offline` and turns a refused
-        download into :class:`DataNotFoundError`.
+        Offline (the default), its ``get_data`` runs inside :func:`refuse_downloads` and turns a
+        refused download into :class:`DataNotFoundError`.
         """
         dataset = copy.deepcopy(self._template)
         if not _download_allowed(self.download):
             dataset.get_data = _GuardedGetData(dataset, self._missing_message)
         return dataset
+
+    @contextlib.contextmanager
+    def offline(self):
+        """The network guard for MOABB's own evaluations of this dataset (the benchmark runs them inside it).
+
+        Connections beyond the loopback are refused while the block runs, unless downloads are
+        allowed. MOABB reads MNE's real data folder, and :meth:`moabb_dataset`'s ``get_data``
+        turns a refused download into :class:`DataNotFoundError`.
+        """
+        if _download_allowed(self.download):
+            yield
+            return
+        with refuse_downloads(tidy=False):
+            yield
 
     def _call(self, call, subject):
         if _download_allowed(self.download):
@@ -290,10 +305,28 @@ class MoabbDataset(Dataset):
         return _run_offline(call, self._missing_message, subject)
 
     # -- which subjects ------------------------------------------------------------------------------
+    def _data_path(self, subject):
+        """MOABB's ``data_path(subject)``, finding files in MOABB's local NEMAR store as ``get_data`` does.
+
+        With a download provider other than ``"upstream"``, ``download()`` puts the files of
+        most datasets in a local copy of NEMAR's ``sourcedata/`` and ``get_data`` links them
+        into place from there; ``data_path`` alone does not look there, so it runs with that
+        store declared (public pieces of ``moabb.datasets.download`` and ``moabb.utils``).
+        """
+        from moabb.datasets.download import active_sourcedata_store, nemar_store
+        from moabb.utils import get_download_provider
+
+        dataset = self._template
+        store = None
+        if getattr(dataset, "nemar_id", None) is not None and get_download_provider() != "upstream":
+            store = nemar_store(dataset.code, dataset.nemar_id) / "sourcedata"
+        with active_sourcedata_store(store):
+            return dataset.data_path(subject, update_path=False)
+
     def _has_files(self, subject) -> bool:
         try:
-            self._call(lambda: self._template.data_path(subject, update_path=False), subject)
-        except Exception:  # noqa: BLE001 - a refusal, a missing file, a licence not accepted: not readable offline
+            self._call(lambda: self._data_path(subject), subject)
+        except Exception:  # a refusal, a missing file, a licence not accepted: not readable offline
             return False
         return True
 
@@ -340,7 +373,7 @@ class MoabbDataset(Dataset):
         """sha256 of the subject's files (as ``data_path`` lists them), the class and its arguments."""
         import moabb
 
-        paths = self._call(lambda: self._template.data_path(subject, update_path=False), subject)
+        paths = self._call(lambda: self._data_path(subject), subject)
         files, stack = [], [paths]
         while stack:
             item = stack.pop()
@@ -389,4 +422,4 @@ class MoabbDataset(Dataset):
         return raw
 
 
-__all__ = ["BANDS", "MoabbDataset", "NetworkRefused", "mne_data_folder", "offline"]
+__all__ = ["BANDS", "MoabbDataset", "NetworkRefused", "mne_data_folder", "refuse_downloads"]

@@ -256,7 +256,7 @@ def load_many(items: Iterable, load_one: Callable[..., DecodingData], *, on_erro
     items : iterable
         What to load; each item is passed to ``load_one`` and named by ``str(item)`` in errors.
     load_one : callable
-        Returns a :class:`DecodingData` for one item.
+        Returns a :class:`DecodingData` for one item, or None when the item holds nothing selected.
     on_error : {"raise", "skip"}
         ``"raise"``: after trying every item, raise :class:`PartialLoadError`, which lists each
         failure and carries what did load in ``.loaded``. ``"skip"``: warn and return what loaded.
@@ -275,7 +275,9 @@ def load_many(items: Iterable, load_one: Callable[..., DecodingData], *, on_erro
     parts, failures = [], {}
     for item in tqdm(items, desc=desc, disable=not progress, leave=False):
         try:
-            parts.append(load_one(item))
+            part = load_one(item)
+            if part is not None:  # None: the item holds nothing selected (not a failure)
+                parts.append(part)
         except NeurodecodeDataError as err:
             failures[str(item)] = err
     loaded = DecodingData.concatenate(parts) if parts else None
