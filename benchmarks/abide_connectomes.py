@@ -160,8 +160,8 @@ def run_full_timing(data, out: Path, repeats: int) -> None:
         if key in done:
             continue
         rows = {}
-        for src, make in (("ours", lambda: Connectome(kind=kind)),
-                          ("nilearn", lambda: ConnectivityMeasure(kind=kind, vectorize=True))):
+        for src, make in (("ours", lambda kind=kind: Connectome(kind=kind)),
+                          ("nilearn", lambda kind=kind: ConnectivityMeasure(kind=kind, vectorize=True))):
             inputs = subjects if src == "ours" else [s.T for s in subjects]
             rows[src] = min(timed(make().fit_transform, inputs)[1] for _ in range(repeats))
         record = {"key": key, "kind": kind, "n_subjects": len(subjects), "repeats": repeats,

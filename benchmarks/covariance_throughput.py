@@ -101,7 +101,7 @@ def main(argv=None) -> int:
             print(f"skip {device}: no CUDA device", flush=True)
             continue
         for dtype in args.dtypes:
-            def ours_run():
+            def ours_run(device=device, dtype=dtype):
                 C = Covariances(estimator="oas", device=device, dtype=dtype).fit_transform(X)
                 out = TangentSpace(device=device, dtype=dtype).fit_transform(C)
                 if device.startswith("cuda"):

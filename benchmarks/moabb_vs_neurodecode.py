@@ -5,7 +5,8 @@ pipeline files on the staged eegmmidb subjects, offline, in this process, first 
 then with 2 joblib workers. MOABB reports one score per subject and session (the mean of its 5
 folds); neurodecode stores each fold, so its fold scores are averaged the same way before the
 comparison; MOABB's result store (HDF5) keeps scores as float32, so they are compared at that
-precision as well (the float64 differences are float32 rounding, below 1e-7). Printed: per pipeline and subject, both scores and their difference; then the
+precision as well (the float64 differences are float32 rounding, below 1e-7). Printed: per pipeline
+and subject, both scores and their difference; then the
 wall times and their ratio (neurodecode / MOABB).
 
 ``moabb.benchmark()`` takes dataset *codes* and builds the paradigm's default datasets (109

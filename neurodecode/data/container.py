@@ -311,7 +311,8 @@ class DecodingData:
         used = sorted(set(codes.tolist()))
         event_id = {names[c - 1]: int(c) for c in used}
         scale = UNITS[self.info.unit]
-        return mne.EpochsArray(self._X * scale if scale != 1.0 else self._X, mne_info, events=events, event_id=event_id, tmin=self.info.tmin,
+        return mne.EpochsArray(self._X * scale if scale != 1.0 else self._X, mne_info, events=events,
+                               event_id=event_id, tmin=self.info.tmin,
                                metadata=self.metadata.copy(), verbose="error")
 
     @classmethod

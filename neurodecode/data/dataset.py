@@ -196,7 +196,8 @@ class Dataset:
         class_names = tuple(classes) if classes is not None else self.paradigm.classes
         unknown = [c for c in class_names if c not in self.paradigm.classes]
         if unknown:
-            raise InvalidDataError(f"dataset {self.name!r}: classes {unknown} are not among {list(self.paradigm.classes)}")
+            raise InvalidDataError(f"dataset {self.name!r}: classes {unknown} are not among "
+                                   f"{list(self.paradigm.classes)}")
         t0 = self.paradigm.interval[0] if tmin is None else tmin
         t1 = self.paradigm.interval[1] if tmax is None else tmax
         band = self.paradigm.band or (None, None)

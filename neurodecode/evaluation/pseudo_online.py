@@ -216,7 +216,8 @@ def side_by_side(offline: pd.DataFrame, online: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     offline : DataFrame
-        Rows of :func:`neurodecode.benchmark.moabb_glue.moabb_offline_scores` (one or both metrics), columns ``pipeline``,
+        Rows of :func:`neurodecode.benchmark.moabb_glue.moabb_offline_scores` (one or both metrics),
+        columns ``pipeline``,
         ``subject``, ``score``, ``metric``.
     online : DataFrame
         Rows of :func:`pseudo_online_evaluate`; an extra ``setting`` column (e.g. ``"1s/0.125s"``)

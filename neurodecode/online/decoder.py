@@ -16,7 +16,8 @@ Ledoit-Wolf), adding the ``n_step`` vectors that enter and removing those that l
 builds the covariance from them; the rest of the pipeline (tangent space, classifier) runs on
 that matrix. A Riemannian ``TangentSpace`` right after the covariance is applied with its
 whitening matrix precomputed (checked on the first window against pyriemann's own
-``transform``), since pyriemann recomputes it on every call. ``z_t`` is the sample itself, or its delay embedding ``[x(t), x(t - lag), ...]``
+``transform``), since pyriemann recomputes it on every call. ``z_t`` is the sample itself, or its
+delay embedding ``[x(t), x(t - lag), ...]``
 for an augmented covariance. Every ``refresh`` decisions the sums are recomputed from the
 buffer so round-off cannot drift.
 
@@ -41,7 +42,6 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.stream import CausalBandpass, _n_samples
@@ -158,7 +158,8 @@ def _fast_tangent_space(rest, cov: np.ndarray):
     except ImportError:  # pyriemann is a dependency; this only guards odd installs
         return None
     first = rest.steps[0][1]
-    if len(rest.steps) < 2 or type(first) is not TangentSpace or first.metric not in ("riemann", {"mean": "riemann", "map": "riemann"}) \
+    riemann = ("riemann", {"mean": "riemann", "map": "riemann"})
+    if len(rest.steps) < 2 or type(first) is not TangentSpace or first.metric not in riemann \
             or getattr(first, "tsupdate", False):
         return None
     fast = _FastTangentSpace(first)

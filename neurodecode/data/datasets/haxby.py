@@ -132,7 +132,8 @@ def load_haxby(*, mask="own", hrf_shift: int = 0, drop_rest: bool = False, stand
                              "dataset": DATASET, "volume": volume[keep], "chunk": chunks[keep]})
     mask_data = np.asanyarray(read_nifti(mask_img).dataobj)
     ch_names = [f"voxel_{i}_{j}_{k}" for i, j, k in np.argwhere(mask_data != 0)]
-    info = SignalInfo(sfreq=1.0 / tr, ch_names=ch_names, ch_types=["misc"] * len(ch_names), modality="fmri", unit="a.u.",
+    info = SignalInfo(sfreq=1.0 / tr, ch_names=ch_names, ch_types=["misc"] * len(ch_names), modality="fmri",
+                      unit="a.u.",
                       class_names=class_names)
     return DecodingData(X[keep], y, metadata, info)
 

@@ -100,7 +100,8 @@ def _check_edf_length(path: Path) -> None:
         try:
             header_bytes, n_records, n_signals = int(fixed[184:192]), int(fixed[236:244]), int(fixed[252:256])
         except ValueError:
-            raise CorruptFileError(f"{path}: the EDF/BDF header is unreadable (its size fields are not numbers)")
+            raise CorruptFileError(f"{path}: the EDF/BDF header is unreadable "
+                                   "(its size fields are not numbers)") from None
         fh.seek(256 + n_signals * 216)
         counts = fh.read(n_signals * 8)
     if len(counts) < n_signals * 8:
@@ -108,7 +109,7 @@ def _check_edf_length(path: Path) -> None:
     try:
         samples_per_record = sum(int(counts[i * 8:(i + 1) * 8]) for i in range(n_signals))
     except ValueError:
-        raise CorruptFileError(f"{path}: the EDF/BDF header's samples-per-record fields are not numbers")
+        raise CorruptFileError(f"{path}: the EDF/BDF header's samples-per-record fields are not numbers") from None
     bytes_per_sample = 3 if path.suffix.lower() == ".bdf" else 2
     expected = header_bytes + n_records * samples_per_record * bytes_per_sample
     if n_records > 0 and size < expected:
