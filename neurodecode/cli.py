@@ -181,6 +181,261 @@ def _benchmark(args) -> int:
     return 0 if not failures and not results.empty else 1
 
 
+def _events(text: str) -> dict:
+    """``"T1=left_hand,T2=right_hand"`` -> ``{"T1": "left_hand", "T2": "right_hand"}``."""
+    out = {}
+    for part in text.split(","):
+        old, eq, new = part.partition("=")
+        if not (eq and old.strip() and new.strip()):
+            raise argparse.ArgumentTypeError(f"events must look like T1=left_hand,T2=right_hand; got {text!r}")
+        out[old.strip()] = new.strip()
+    return out
+
+
+def _add_batch_parser(sub) -> None:
+    batch = sub.add_parser(
+        "batch", help="apply a model file to every recording of a folder: QC, predictions, summary, report",
+        description="Finds every recording under INPUT_DIR (EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set), "
+                    "matches it to the model's channels and rate, checks its quality, predicts every window "
+                    "unless QC failed, and writes OUT/results/<id>.csv and .json, OUT/summary.csv and "
+                    "OUT/report/index.html. Recordings are named by an id (12 hex digits of the sha256 of their "
+                    "path below INPUT_DIR); no output holds a file name, a patient's name or a header date "
+                    "(--keep-names writes OUT/names.csv, the id -> file mapping). A rerun skips recordings "
+                    "finished with the same input bytes, model file, options and neurodecode version "
+                    "(OUT/manifest.jsonl) and redoes the rest. Exit status: 0 every recording was processed "
+                    "(ok or flagged), 1 at least one failed (unreadable, wrong channels...), 2 a usage mistake.")
+    batch.add_argument("input_dir", help="folder of recordings (searched recursively)")
+    batch.add_argument("--model", required=True, help="model file (neurodecode train, or save_model)")
+    batch.add_argument("--out", required=True, help="output folder")
+    batch.add_argument("--n-jobs", type=int, default=1, help="recordings in parallel (joblib processes)")
+    batch.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler address, or 'local' for a local cluster of --n-jobs workers")
+    batch.add_argument("--resample", action="store_true",
+                       help="resample recordings at another rate to the model's (default: as the model card says)")
+    batch.add_argument("--score-flagged", action="store_true", help="predict recordings that failed QC too")
+    batch.add_argument("--keep-names", action="store_true", help="also write OUT/names.csv (id -> file)")
+    batch.add_argument("--ids", choices=["hash", "name"], default="hash",
+                       help="name recordings by a hash of their path (default) or by the path itself")
+    batch.add_argument("--events", type=_events, default=None, metavar="OLD=CLASS,...",
+                       help="rename annotations to the model's classes, e.g. T1=left_hand,T2=right_hand, so that "
+                            "windows get a true class and an accuracy")
+    batch.add_argument("--montage", default=None, metavar="NAME",
+                       help="standard montage giving positions by channel name to recordings without any "
+                            "(e.g. standard_1005), for the report's scalp maps")
+    batch.add_argument("--step", type=float, default=None, metavar="SECONDS",
+                       help="seconds between windows (default: a quarter of the model's window)")
+    batch.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _batch(args) -> int:
+    from .batch.report import write_report
+    from .batch.runner import BatchError, run_batch
+    from .benchmark.scaleout import SchedulerUnreachableError
+
+    if args.n_jobs == 0 or args.n_jobs < -1:
+        print(f"neurodecode batch: error: --n-jobs must be a positive number or -1, got {args.n_jobs}",
+              file=sys.stderr)
+        return 2
+    try:
+        summary = run_batch(args.input_dir, args.model, args.out, n_jobs=args.n_jobs, scheduler=args.scheduler,
+                            resample=True if args.resample else None, score_flagged=args.score_flagged,
+                            progress=not args.no_progress, ids=args.ids, keep_names=args.keep_names,
+                            step_s=args.step, events=args.events, montage=args.montage)
+    except (BatchError, SchedulerUnreachableError) as err:
+        print(f"neurodecode batch: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"neurodecode batch: interrupted; finished recordings are kept in {args.out} and the same command "
+              "resumes", file=sys.stderr)
+        return 130
+    shown = summary.drop(columns=["reason"]).round({"accuracy": 3}).astype(object)
+    print(shown.where(shown.notna(), "-").to_string(index=False))
+    if not args.no_report:
+        print(f"report: {write_report(args.out)}")
+    return 1 if (summary["status"] == "failed").any() else 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _add_train_parser(sub) -> None:
+    from .benchmark.runner import DEFAULT_DATASET
+
+    train = sub.add_parser(
+        "train", help="cross-validate a pipeline on a dataset, fit it on every trial and save it as a model file",
+        description="Loads PIPELINE_FILE (MOABB YAML or .py; it is code and runs when loaded), cross-validates the "
+                    "pipeline on the dataset's cue-locked trials (stratified folds, seed 42; ROC AUC for two "
+                    "classes, accuracy otherwise), fits it on all of them and writes a model file (a zip of the "
+                    "model in skops' format and its card) plus the card as OUT.card.json for reading. Model files "
+                    "load without running code; deep (torch/skorch) pipelines cannot be saved as such and are "
+                    "refused before training. Exit status: 0 saved, 1 training failed, 2 a usage mistake.")
+    train.add_argument("pipeline_file", metavar="PIPELINE_FILE", help="a pipeline file (or a folder, with --pipeline)")
+    train.add_argument("--dataset", default=DEFAULT_DATASET, metavar="SPEC",
+                       help=f"a package dataset, a card file, a BIDS folder or moabb:ClassName (default: "
+                            f"{DEFAULT_DATASET})")
+    train.add_argument("--subjects", type=_subjects, default=None, help="e.g. 1-3,7 (default: every subject present)")
+    train.add_argument("--pipeline", default=None, metavar="NAME", help="the pipeline, when the file defines several")
+    train.add_argument("--out", default=None, help="model file to write (default: <pipeline name>.ndm)")
+    train.add_argument("--cv", type=int, default=5, help="cross-validation folds (default: 5)")
+    train.add_argument("--name", default=None, help="the model's name (default: '<pipeline> on <dataset>')")
+    train.add_argument("--allow-resample", action="store_true",
+                       help="let `neurodecode predict` resample recordings at another rate without --resample")
+
+
+def _train(args) -> int:
+    import re
+    from pathlib import Path
+
+    from .batch.model_file import ModelFileError
+    from .batch.train import train_model
+    from .benchmark.runner import PIPELINE_SUFFIXES, declared_names, load_pipelines
+    from .data.errors import NeurodecodeDataError
+
+    where = "neurodecode train: error:"
+    folder = Path(args.pipeline_file)
+    if folder.is_dir() and not args.pipeline:
+        # Loading a folder runs every file in it; its names can be listed without running anything.
+        names = []
+        for file in sorted(folder.iterdir()):
+            if file.suffix in PIPELINE_SUFFIXES and not file.name.startswith("_"):
+                try:
+                    names += declared_names(file)
+                except ValueError:
+                    continue
+        print(f"{where} {folder} is a folder of pipelines {names}; pick one with --pipeline NAME", file=sys.stderr)
+        return 2
+    try:
+        specs, failures = load_pipelines(args.pipeline_file, names=[args.pipeline] if args.pipeline else None)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{where} {_one_line(err)}", file=sys.stderr)
+        return 2
+    if failures:
+        print(f"{where} {failures[0][0]} did not load: {_one_line(failures[0][1])}", file=sys.stderr)
+        return 2
+    if len(specs) != 1:
+        print(f"{where} {args.pipeline_file} defines {len(specs)} pipelines {[s.name for s in specs]}; "
+              "pick one with --pipeline NAME", file=sys.stderr)
+        return 2
+    spec = specs[0]
+    out = Path(args.out) if args.out else Path(re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name).strip("_") + ".ndm")
+    try:
+        _, card = train_model(spec, args.dataset, subjects=args.subjects, cv=args.cv, out=out, name=args.name,
+                              resample=args.allow_resample)
+    except (ValueError, FileNotFoundError, NeurodecodeDataError, ModelFileError) as err:
+        print(f"{where} {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - the pipeline itself failed: one line, no traceback
+        print(f"neurodecode train: {spec.name} failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+        return 1
+    card_path = out.with_name(out.name + ".card.json")
+    card_path.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    scores = card.scores
+    print(f"{card.name}: {scores['metric']} {scores['mean']:.3f} +/- {scores['std']:.3f} "
+          f"({len(scores['per_fold'])}-fold CV, {scores['n_trials']} trials of subjects "
+          f"{_format_subjects(card.subjects)}, {card.sfreq:g} Hz, {len(card.ch_names)} channels)")
+    print(f"model: {out}  card: {card_path}")
+    return 0
+
+
+def _format_subjects(subjects) -> str:
+    if len(subjects) <= 10:
+        return ",".join(str(s) for s in subjects)
+    return f"{subjects[0]}..{subjects[-1]} ({len(subjects)})"
+
+
+def _add_predict_parser(sub) -> None:
+    pred = sub.add_parser(
+        "predict", help="predict every window of recordings with a model file; one CSV per recording",
+        description="Loads MODEL (a file from `neurodecode train`; refused if it names any type not trusted, and "
+                    "no code from it runs), then for each RECORDING (EDF, BDF, FIF, BrainVision, EEGLAB...) "
+                    "picks the model's channels by name, band-passes as in training and predicts sliding "
+                    "windows of the trial's length, written to OUT/<file stem>.csv (start_s, end_s, predicted, "
+                    "proba_<class>, and true/overlap when the file's annotations name the classes). A recording "
+                    "that fails (missing channels, another sampling rate, unreadable) is reported in one line "
+                    "and the others go on. Exit status: 0 all predicted, 1 a recording failed, 2 a usage mistake.")
+    pred.add_argument("model", metavar="MODEL", help="model file (.ndm)")
+    pred.add_argument("recordings", nargs="+", metavar="RECORDING", help="recording files")
+    pred.add_argument("--out", default="predictions", metavar="DIR", help="folder for the CSVs (default: predictions)")
+    pred.add_argument("--step", type=_positive_float, default=None, metavar="S",
+                      help="seconds between window starts (default: a quarter of the trial window)")
+    pred.add_argument("--resample", action="store_true",
+                      help="resample recordings at another rate to the model's (default: refuse them, unless the "
+                           "model was trained with --allow-resample)")
+
+
+def _predict_summary(table, card) -> str:
+    counts = table["predicted"].value_counts()
+    step = float(table["start_s"].iloc[1] - table["start_s"].iloc[0]) if len(table) > 1 else 0.0
+    parts = [f"{len(table)} windows of {card.window[1] - card.window[0]:g} s every {step:g} s",
+             "predicted " + ", ".join(f"{c} {int(counts.get(c, 0))}" for c in card.class_names)]
+    if "true" in table:
+        cue = table[table["true"].notna()]
+        if len(cue):
+            parts.append(f"{len(cue)} cue windows, {float((cue['predicted'] == cue['true']).mean()):.2f} agree with "
+                         "the annotations")
+    match = table.attrs.get("match", {})
+    if match.get("resampled_from"):
+        parts.append(f"resampled from {match['resampled_from']:g} Hz")
+    if match.get("renamed"):
+        parts.append(f"{len(match['renamed'])} channel names matched up to case/dots")
+    if match.get("extra_channels"):
+        parts.append(f"{len(match['extra_channels'])} extra channel(s) ignored")
+    if match.get("bads"):
+        parts.append(f"channels marked bad but used: {match['bads']}")
+    return "; ".join(parts)
+
+
+def _predict(args) -> int:
+    import os
+    from pathlib import Path
+
+    from .batch.model_file import load_model
+    from .batch.predict import predict_recording
+    from .data.errors import NeurodecodeDataError
+
+    stems: dict = {}
+    for rec in args.recordings:
+        stems.setdefault(Path(rec).stem, []).append(rec)
+    clashes = {stem: files for stem, files in stems.items() if len(files) > 1}
+    if clashes:
+        stem, files = next(iter(clashes.items()))
+        print(f"neurodecode predict: error: recordings {files} would all write {stem}.csv; predict them into "
+              "separate --out folders", file=sys.stderr)
+        return 2
+    try:
+        model, card = load_model(args.model)
+    except NeurodecodeDataError as err:
+        print(f"neurodecode predict: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for rec in args.recordings:
+        name = Path(rec).name
+        try:
+            table = predict_recording(model, card, rec, step_s=args.step, resample=True if args.resample else None)
+            target = out / f"{Path(rec).stem}.csv"
+            tmp = target.with_name(f".{target.name}.tmp")
+            table.to_csv(tmp, index=False, float_format="%.6g")
+            os.replace(tmp, target)  # a reader never sees half a CSV
+        except Exception as err:  # noqa: BLE001 - one bad recording must not stop the others
+            failed += 1
+            print(f"{name}: failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+            continue
+        print(f"{name}: {_predict_summary(table, card)} -> {target}")
+    if failed:
+        print(f"neurodecode predict: {failed} of {len(args.recordings)} recording(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _one_line(err: BaseException) -> str:
     """An exception as one line: its message's lines joined (a multi-file load error lists each file)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -203,6 +458,9 @@ def main(argv=None) -> int:
     ds.add_argument("--cards", action="append", default=[], metavar="DIR",
                     help="also list your own cards: a folder of TOML cards or one .toml file (repeatable)")
     _add_benchmark_parser(sub)
+    _add_train_parser(sub)
+    _add_predict_parser(sub)
+    _add_batch_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, --version, a usage error: a status to return, as for any command
@@ -217,6 +475,12 @@ def main(argv=None) -> int:
         return 0 if all(r["verified"] + r["unverified"] == r["files"] and not r["error"] for r in rows) else 1
     if args.command == "benchmark":
         return _benchmark(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "predict":
+        return _predict(args)
+    if args.command == "batch":
+        return _batch(args)
     return 2
 
 

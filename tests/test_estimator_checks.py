@@ -1,8 +1,10 @@
 """One suite of scikit-learn citizenship checks, run over every estimator neurodecode defines.
 
-Each estimator is listed once in CASES with small real inputs of the kind it takes (3-D signals,
-SPD matrices or ragged fMRI time series); a discovery test fails when a new estimator is added to
-the package without being listed here.
+Each estimator is listed once in CASES with the kind of input it takes (3-D signals, SPD matrices
+or ragged fMRI time series). Every check runs twice: on synthetic inputs, which need no data
+folder, and on small real inputs (which fail under ``CI=true`` when the data are missing, as the
+``data_root`` fixture does). The signal transformers are also checked on a DecodingData. A
+discovery test fails when a new estimator is added to the package without being listed here.
 """
 
 import copy
@@ -13,6 +15,7 @@ import pkgutil
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
@@ -24,7 +27,8 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 import neurodecode
 from neurodecode.geometry import covariances
 
-RNG = np.random.default_rng(42)
+SFREQ = 160.0
+MOTOR = ("C3", "C4", "Cz", "FC3", "FC4", "CP3", "CP4", "C1")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,8 @@ def eeg(data_root):
     from neurodecode.data import load_eegmmidb
 
     data = load_eegmmidb([1])
-    picks = [data.info.ch_names.index(c) for c in ("C3", "C4", "Cz", "FC3", "FC4", "CP3", "CP4", "C1")]
+    assert data.info.sfreq == SFREQ
+    picks = [data.info.ch_names.index(c) for c in MOTOR]
     return data.X[:30, picks, :240].copy(), data.y[:30].copy()
 
 
@@ -48,6 +53,48 @@ def fmri(data_root):
     X = np.empty(len(keep), dtype=object)
     X[:] = [data.X[i][:20] for i in keep]
     return X, data.y[keep]
+
+
+def _synthetic_eeg():
+    """30 trials shaped like the real ones (8 channels, 240 samples at 160 Hz): spatially mixed noise,
+    and in class 1 one more source shared by the first two channels."""
+    rng = np.random.default_rng(42)
+    y = np.tile([0, 1], 15)
+    mixing = np.eye(len(MOTOR)) + 0.3 * rng.standard_normal((len(MOTOR), len(MOTOR)))
+    X = mixing @ rng.standard_normal((30, len(MOTOR), 240))
+    shared = rng.standard_normal((30, 240))
+    X[y == 1, :2] += 1.5 * shared[y == 1, None]
+    return X, y
+
+
+def _synthetic_fmri():
+    """16 subjects, 20 ROIs, 60 or 80 volumes: ROIs mixed from 5 sources in every subject, and in
+    class 1 ROIs 0-3 share one more source."""
+    rng = np.random.default_rng(7)
+    y = np.tile([0, 1], 8)
+    X = np.empty(len(y), dtype=object)
+    for i, label in enumerate(y):
+        n_times = 60 if i % 4 < 2 else 80
+        signals = rng.standard_normal((20, 5)) @ rng.standard_normal((5, n_times)) + rng.standard_normal((20, n_times))
+        if label:
+            signals[:4] += 1.5 * rng.standard_normal(n_times)
+        X[i] = signals
+    return X, y
+
+
+SYNTHETIC = {"signals": _synthetic_eeg(), "fmri": _synthetic_fmri()}
+
+
+@pytest.fixture(params=["synthetic", "real"])
+def source(request):
+    """``source(kind)``: inputs of that kind, synthetic or real (real ones load on first use)."""
+    def get(kind):
+        if request.param == "synthetic":
+            base = SYNTHETIC["fmri" if kind == "fmri" else "signals"]
+        else:
+            base = request.getfixturevalue("fmri" if kind == "fmri" else "eeg")
+        return _spd(base) if kind == "spd" else base
+    return get
 
 
 def _spd(eeg):
@@ -80,14 +127,6 @@ def _make(case):
     except (ImportError, AttributeError) as err:
         pytest.fail(f"{module}.{name} is listed in the estimator checks but cannot be imported: {err}")
     return cls(**params), params, kind
-
-
-def _data(kind, eeg, fmri):
-    if kind == "signals":
-        return eeg
-    if kind == "spd":
-        return _spd(eeg)
-    return fmri
 
 
 def _features(est, X):
@@ -132,9 +171,9 @@ def test_parameters_survive_clone_and_round_trip(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_fit_transform_pickle_and_no_state_change(case, eeg, fmri):
+def test_fit_transform_pickle_and_no_state_change(case, source):
     est, _, kind = _make(case)
-    X, y = _data(kind, eeg, fmri)
+    X, y = source(kind)
     with pytest.raises(NotFittedError):
         _features(est, X)
     with warnings.catch_warnings():
@@ -155,9 +194,9 @@ def test_fit_transform_pickle_and_no_state_change(case, eeg, fmri):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("value", [np.nan, np.inf])
-def test_non_finite_input_is_refused(case, value, eeg, fmri):
+def test_non_finite_input_is_refused(case, value, source):
     est, _, kind = _make(case)
-    X, y = _data(kind, eeg, fmri)
+    X, y = source(kind)
     with pytest.raises(ValueError, match="(?i)nan|inf"):
         est.fit(_corrupt(X, value), y)
     est.fit(X, y)
@@ -166,9 +205,9 @@ def test_non_finite_input_is_refused(case, value, eeg, fmri):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_wrong_shapes_are_refused(case, eeg, fmri):
+def test_wrong_shapes_are_refused(case, source):
     est, _, kind = _make(case)
-    X, y = _data(kind, eeg, fmri)
+    X, y = source(kind)
     flat = np.stack([np.asarray(x)[:, :5].ravel() for x in X]) if X.dtype == object else X.reshape(len(X), -1)
     with pytest.raises(ValueError):
         est.fit(flat, y)
@@ -178,9 +217,9 @@ def test_wrong_shapes_are_refused(case, eeg, fmri):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_in_pipeline_and_grid_search(case, eeg, fmri):
+def test_in_pipeline_and_grid_search(case, source):
     est, params, kind = _make(case)
-    X, y = _data(kind, eeg, fmri)
+    X, y = source(kind)
     steps = [est, FunctionTransformer(lambda F: np.asarray(F).reshape(len(F), -1)), StandardScaler(),
              LogisticRegression(max_iter=200)]
     pipe = make_pipeline(*steps)
@@ -192,8 +231,62 @@ def test_in_pipeline_and_grid_search(case, eeg, fmri):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         grid.fit(X, y)
-    assert grid.best_estimator_.predict(X).shape == (len(X),)
-    assert 0.0 <= grid.best_score_ <= 1.0
+        # The refitted best pipeline is the pipeline with the best parameters, fitted on all of X.
+        by_hand = clone(pipe).set_params(**grid.best_params_).fit(X, y)
+    np.testing.assert_array_equal(grid.best_estimator_.predict(X), by_hand.predict(X))
+
+
+SIGNAL_CASES = [case for case in CASES if case.values[0][3] == "signals"]
+
+
+def _decoding_data(X, y, sfreq=SFREQ, ch_names=MOTOR):
+    from neurodecode.data import DecodingData, SignalInfo
+
+    info = SignalInfo(sfreq, ch_names, ("eeg",) * len(ch_names), "eeg", class_names=("left_hand", "right_hand"))
+    meta = pd.DataFrame({"subject": 1, "session": "0", "run": "0", "onset": np.arange(len(X)) * 4.0,
+                         "dataset": "checks"})
+    return DecodingData(X, y, meta, info)
+
+
+def _flatten(F):
+    return np.asarray(F).reshape(len(F), -1)
+
+
+@pytest.mark.parametrize("case", SIGNAL_CASES)
+def test_decoding_data_gives_rate_and_channels_and_others_are_refused(case, source):
+    est, params, _ = _make(case)
+    X, y = source("signals")
+    data = _decoding_data(X, y)
+    # A pinned sampling rate is left out: the DecodingData supplies it.
+    from_data = type(est)(**{k: v for k, v in params.items() if k != "sfreq"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert from_data.fit(data, data.y) is from_data
+        est.fit(X, y)
+    assert (from_data.sfreq_, from_data.ch_names_) == (SFREQ, MOTOR)
+    features = _features(from_data, data)
+    np.testing.assert_allclose(features, _features(est, X), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"fitted at 160.0 Hz, given data at 128.0 Hz: resample the recording "
+                                         r"or refit"):
+        _features(from_data, _decoding_data(X, y, sfreq=128.0))
+    order = [1, 0, *range(2, len(MOTOR))]
+    permuted = _decoding_data(X[:, order], y, ch_names=tuple(MOTOR[i] for i in order))
+    with pytest.raises(ValueError, match=r"channels differ from those fitted: position 0 is 'C4' here, 'C3' at fit"):
+        _features(from_data, permuted)
+    other = _decoding_data(X, y, ch_names=MOTOR[:-1] + ("Pz",))
+    with pytest.raises(ValueError, match=r"channels differ from those fitted: .*missing: \['C1'\]"):
+        _features(from_data, other)
+    # The refusals wrote nothing: the fitted estimator gives the same features.
+    np.testing.assert_array_equal(_features(from_data, data), features)
+    # In a Pipeline the first step gets the DecodingData, the later ones arrays.
+    steps = [FunctionTransformer(_flatten), StandardScaler(), LogisticRegression(max_iter=200)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = make_pipeline(clone(from_data), *steps).fit(data, data.y)
+        by_array = make_pipeline(clone(est), *[clone(s) for s in steps]).fit(X, y)
+    np.testing.assert_array_equal(pipe.predict(data), by_array.predict(X))
+    with pytest.raises(ValueError, match="channels differ from those fitted"):
+        pipe.predict(permuted)
 
 
 def test_every_estimator_of_the_package_is_checked():

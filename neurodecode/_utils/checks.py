@@ -99,9 +99,10 @@ def check_signal_info(estimator, X, *, reset: bool, sfreq=_NO_SFREQ_PARAMETER):
     owner = type(estimator).__name__
     X, info = unpack_data(X)
     data_sfreq = None if info is None or info.sfreq is None else float(info.sfreq)
+    data_names = None if info is None else tuple(info.ch_names)
     if reset:
         if sfreq is _NO_SFREQ_PARAMETER:
-            return X, data_sfreq, None if info is None else tuple(info.ch_names)
+            return X, data_sfreq, data_names
         if sfreq is None:
             if info is None:
                 raise ValueError(f"{owner}: sfreq is None and X is a plain array: pass sfreq=... (the sampling "
@@ -114,17 +115,17 @@ def check_signal_info(estimator, X, *, reset: bool, sfreq=_NO_SFREQ_PARAMETER):
             if data_sfreq is not None and not math.isclose(sfreq, data_sfreq, rel_tol=1e-9):
                 raise ValueError(f"{owner}: sfreq={sfreq!r} Hz was given but the DecodingData is sampled at "
                                  f"{data_sfreq!r} Hz: leave sfreq=None to take the data's rate, or resample")
-        return X, data_sfreq if sfreq is None else sfreq, None if info is None else tuple(info.ch_names)
-    fitted_sfreq, fitted_names = estimator.sfreq_, estimator.ch_names_
+        return X, data_sfreq if sfreq is None else sfreq, data_names
+    # getattr: an estimator fitted before these attributes existed (an older pickle) knows neither.
+    fitted_sfreq, fitted_names = getattr(estimator, "sfreq_", None), getattr(estimator, "ch_names_", None)
     if info is not None:
         if fitted_sfreq is not None and data_sfreq is not None and not math.isclose(fitted_sfreq, data_sfreq,
                                                                                      rel_tol=1e-9):
             raise ValueError(f"{owner}: fitted at {fitted_sfreq!r} Hz, given data at {data_sfreq!r} Hz: "
                              "resample the recording or refit")
-        names = tuple(info.ch_names)
-        if fitted_names is not None and names != tuple(fitted_names):
+        if fitted_names is not None and data_names != tuple(fitted_names):
             raise ValueError(f"{owner}: channels differ from those fitted: "
-                             f"{_channel_difference(names, tuple(fitted_names))}")
+                             f"{_channel_difference(data_names, tuple(fitted_names))}")
     return X, fitted_sfreq, fitted_names
 
 

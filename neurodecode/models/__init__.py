@@ -1,5 +1,5 @@
-"""Models stage: decoders (deep networks through braindecode)."""
+"""Models stage: decoders (deep networks through braindecode, trained by :mod:`neurodecode.training`)."""
 
-from .deep import deep_pipeline
+from .deep import AUGMENTATIONS, DeepClassifier, deep_pipeline, default_max_epochs
 
-__all__ = ["deep_pipeline"]
+__all__ = ["AUGMENTATIONS", "DeepClassifier", "deep_pipeline", "default_max_epochs"]

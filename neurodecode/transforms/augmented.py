@@ -420,7 +420,7 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
                 by_order[order] = fitting
         return by_order
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Score the candidate (order, lag) pairs on the training trials and keep the best.
 
         Parameters
@@ -490,12 +490,12 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
                 previous = scored
             best_so_far = max(best_so_far, *scored.values())
         means, stds = np.asarray(means), np.asarray(stds)
-        scored = ~np.isnan(means)
+        valid = ~np.isnan(means)
         if failures:
             (order, lag), reason = failures[0]
             detail = (f"first: (order={order}, lag={lag}): "
                       f"{type(reason).__name__ + ': ' if isinstance(reason, Exception) else ''}{reason}")
-            if not scored.any():
+            if not valid.any():
                 hint = (f"; y has {n_classes} classes: scoring='auto' uses balanced accuracy beyond two"
                         if n_classes > 2 and scoring != "balanced_accuracy" else "")
                 raise ValueError(f"{name}: no candidate (order, lag) could be scored with scoring={scoring!r} "
@@ -507,9 +507,9 @@ class AugmentedCovarianceSelector(TransformerMixin, BaseEstimator):
         best = int(np.nanargmax(means))
         if self.rule == "one_se":
             orders = np.array([p[0] for p in pairs])
-            within = scored & (means >= means[best] - stds[best] / np.sqrt(cv.get_n_splits(X, y)))
+            within = valid & (means >= means[best] - stds[best] / np.sqrt(cv.get_n_splits(X, y)))
             smallest = orders == orders[within].min()
-            best = int(np.argmax(np.where(smallest & scored, means, -np.inf)))
+            best = int(np.argmax(np.where(smallest & valid, means, -np.inf)))
         self.order_, self.lag_ = pairs[best]
         self.scoring_ = scoring
         self.cv_results_ = {

@@ -59,7 +59,8 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     0/0 arises for a flat channel (no power) and, in wPLI, for two channels with no phase
     lag at all; mne-connectivity returns NaN there, which would stop any classifier.
     """
-    out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape), dtype=np.result_type(numerator, denominator))
+    shape = np.broadcast_shapes(numerator.shape, denominator.shape)
+    out = np.zeros(shape, dtype=np.result_type(numerator, denominator))
     return np.divide(numerator, denominator, out=out, where=denominator != 0)
 
 

@@ -203,15 +203,31 @@ def test_contiguous_blocks_never_straddle(windows):
 
 
 def test_splitters_and_scorers_in_sklearn(windows, covs):
-    groups = windows.groups("run")
-    scores = cross_val_score(ts_lda(), covs, windows.y, groups=groups, cv=LeaveOneRunOut(), scoring=nmcc_scorer)
-    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
-    itr = cross_val_score(ts_lda(), covs, windows.y, groups=groups, cv=LeaveOneRunOut(), scoring=itr_scorer(0.25))
-    assert np.all(itr >= 0) and itr.max() > 0
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import cross_validate
+
+    groups, y = windows.groups("run"), windows.y
+    result = cross_validate(ts_lda(), covs, y, groups=groups, cv=LeaveOneRunOut(),
+                            scoring={"nmcc": nmcc_scorer, "itr": itr_scorer(0.25)}, return_estimator=True,
+                            return_indices=True)
+    tested = result["indices"]["test"]
+    assert [set(groups[test]) for test in tested] == [{"0"}, {"1"}, {"2"}]
+    # Each fold's scores are what nmcc() and wolpaw_itr() give on that fold's own predictions: a scorer
+    # using plain accuracy, the wrong class count or another fold's predictions would differ.
+    for model, test, nmcc_score, itr in zip(result["estimator"], tested, result["test_nmcc"], result["test_itr"]):
+        predicted = model.predict(covs[test])
+        assert nmcc_score == pytest.approx(nmcc(y[test], predicted), abs=1e-12)
+        assert itr == pytest.approx(wolpaw_itr(balanced_accuracy_score(y[test], predicted), 3, 0.25), abs=1e-9)
+    # At least one fold is above chance, so the ITR comparison is not only of zeros.
+    assert result["test_itr"].max() > 0
     search = GridSearchCV(ts_lda(), {"lineardiscriminantanalysis__solver": ["svd", "lsqr"]},
                           cv=ContiguousBlockSplit(3).for_data(windows), scoring=nmcc_scorer)
-    search.fit(covs, windows.y, groups=groups)
-    assert 0 <= search.best_score_ <= 1 and len(search.cv_results_["split2_test_score"]) == 2
+    search.fit(covs, y, groups=groups)
+    assert len(search.cv_results_["split2_test_score"]) == 2
+    # The search scores with nmcc too (not its estimator's default accuracy).
+    last_run = groups == "2"
+    assert search.score(covs[last_run], y[last_run]) == pytest.approx(
+        nmcc(y[last_run], search.predict(covs[last_run])), abs=1e-12)
 
 
 # -- evaluation --------------------------------------------------------------------------
@@ -290,3 +306,50 @@ def test_timeline_png(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(CLASSES)
     with pytest.raises(ValueError, match="class_names"):
         plot_timeline([0, 1], [0, 3], [0, 0], CLASSES)
+
+
+# -- augmented covariance selection with the idle class ------------------------------------
+
+@pytest.fixture(scope="module")
+def three_class_epochs(streams):
+    """Subject 1's 3 s cue epochs of all three runs: left hand, right hand and idle (rest) cues."""
+    return cue_epochs(streams)
+
+
+def test_acm_selector_on_three_classes(three_class_epochs):
+    from neurodecode.transforms import AugmentedCovarianceSelector
+
+    epochs = three_class_epochs
+    assert epochs.info.class_names == CLASSES and set(np.unique(epochs.y)) == {0, 1, 2}
+    # Before the fix, the default roc_auc scored every candidate NaN on three classes and the
+    # one-standard-error rule then had nothing to choose from.
+    selector = AugmentedCovarianceSelector(orders=[1, 2], lags=[1, 4], cv=3).fit(epochs, epochs.y)
+    assert selector.scoring_ == "balanced_accuracy"
+    scores = selector.cv_results_["mean_test_score"]
+    assert np.isfinite(scores).all() and len(scores) == 3
+    # Measured: inner balanced accuracy 0.60 (order 1) to 0.65 (order 2, lag 1); chance is 1/3.
+    assert scores.max() > 0.5
+    assert (selector.sfreq_, selector.ch_names_) == (160.0, epochs.info.ch_names)
+    assert selector.transform(epochs).shape == (len(epochs), 64 * selector.order_, 64 * selector.order_)
+
+
+def test_acm_pipeline_file_on_three_classes(three_class_epochs):
+    from pathlib import Path
+
+    from moabb.pipelines.utils import parse_pipelines_from_directory
+    from sklearn.metrics import balanced_accuracy_score
+
+    path = Path(__file__).resolve().parents[2] / "pipelines" / "ACM_TS_SVM.yml"
+    (config,) = parse_pipelines_from_directory(str(path))
+    pipe = config["pipeline"]
+    selector = pipe.steps[0][0]
+    # Few candidates keep the test short; scoring, cv and rule stay the file's.
+    pipe.set_params(**{f"{selector}__orders": [1, 2], f"{selector}__lags": [1, 4]})
+    epochs = three_class_epochs
+    train = epochs.select(run=["0", "1"])
+    test = epochs.select(run="2")
+    predicted = pipe.fit(train, train.y).predict(test)
+    assert set(np.unique(predicted)) <= {0, 1, 2}
+    # Measured: balanced accuracy 0.49 on the held-out run "2" (0.51 and 0.64 when run "1" or "0" is
+    # held out instead); chance is 1/3.
+    assert balanced_accuracy_score(test.y, predicted) > 0.4

@@ -260,3 +260,76 @@ def test_pipeline_file_loads_in_moabb():
     assert steps[0].beam == 3 and steps[0].rule == "one_se"
     assert isinstance(steps[1], TangentSpace) and steps[1].metric == {"mean": "logeuclid", "map": "riemann"}
     assert isinstance(steps[2], SVC) and steps[2].kernel == "linear"
+
+
+def _three_classes(n_per_class=12, n_channels=3, n_times=80, seed=0):
+    """Noise trials whose class k has channel k amplified, so every class is separable."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1, 2], n_per_class)
+    X = rng.standard_normal((len(y), n_channels, n_times))
+    X[np.arange(len(y)), y] *= 3.0
+    return X, y
+
+
+def test_selector_scores_any_number_of_classes():
+    from neurodecode.geometry import tangent_space
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    X, y = _three_classes()
+    cv = StratifiedKFold(3)
+    selector = AugmentedCovarianceSelector(orders=[1, 2], lags=[2], cv=cv).fit(X, y)
+    assert selector.scoring == "auto" and selector.scoring_ == "balanced_accuracy"
+    # The score of order 2 is the balanced accuracy of the inner folds, computed by hand.
+    C = AugmentedCovariance(2, 2).fit(X).transform(X)
+    features = tangent_space(C, C.mean(axis=0))
+    hand = [balanced_accuracy_score(y[te], SVC(kernel="linear").fit(features[tr], y[tr]).predict(features[te]))
+            for tr, te in cv.split(features, y)]
+    assert selector.cv_results_["mean_test_score"][1] == pytest.approx(np.mean(hand), abs=1e-12)
+    # Two classes keep ROC AUC, as before.
+    two = y < 2
+    binary = AugmentedCovarianceSelector(orders=[1, 2], lags=[2], cv=cv).fit(X[two], y[two])
+    assert binary.scoring_ == "roc_auc"
+    C = AugmentedCovariance(1, 2).fit(X[two]).transform(X[two])
+    features = tangent_space(C, C.mean(axis=0))
+    y2 = y[two]
+    hand = [roc_auc_score(y2[te], SVC(kernel="linear").fit(features[tr], y2[tr]).decision_function(features[te]))
+            for tr, te in cv.split(features, y2)]
+    assert binary.cv_results_["mean_test_score"][0] == pytest.approx(np.mean(hand), abs=1e-12)
+
+
+def test_selector_refuses_when_no_candidate_scores():
+    X, y = _three_classes()
+    # Plain ROC AUC is undefined for three classes: every candidate fails, and the error says why.
+    with pytest.raises(ValueError, match=r"no candidate \(order, lag\) could be scored with scoring='roc_auc' "
+                                         r"\(first: \(order=1, lag=1\): ValueError: multi_class.*"
+                                         r"y has 3 classes: scoring='auto' uses balanced accuracy"):
+        AugmentedCovarianceSelector(orders=[1, 2], lags=[1], scoring="roc_auc").fit(X, y)
+
+
+@pytest.mark.parametrize("rule", ["best", "one_se"])
+def test_selector_leaves_out_candidates_that_score_nan(rule):
+    from sklearn.metrics import balanced_accuracy_score
+
+    X, y = _three_classes()
+    n_channels = X.shape[1]
+
+    def nan_beyond_order_1(estimator, features, y_true):
+        # Order-2 tangent vectors are longer than order-1 ones: score those NaN.
+        if features.shape[1] > n_channels * (n_channels + 1) // 2:
+            return np.nan
+        return balanced_accuracy_score(y_true, estimator.predict(features))
+
+    with pytest.warns(UserWarning, match=r"2 of 3 candidates could not be scored.*\(order=2, lag=1\).*returned"):
+        selector = AugmentedCovarianceSelector(orders=[1, 2], lags=[1, 2], beam=None, rule=rule,
+                                               scoring=nan_beyond_order_1).fit(X, y)
+    res = selector.cv_results_
+    assert list(zip(res["order"], res["lag"])) == [(1, 1), (2, 1), (2, 2)]
+    assert np.isfinite(res["mean_test_score"][0]) and np.isnan(res["mean_test_score"][1:]).all()
+    assert (selector.order_, selector.lag_) == (1, 1)
+    assert res["rank_test_score"][0] == 1
+
+
+def test_selector_needs_y():
+    X, _ = _three_classes()
+    with pytest.raises(ValueError, match=r"y is required; with a DecodingData call fit\(data, data.y\)"):
+        AugmentedCovarianceSelector(orders=[1], lags=[1]).fit(X, None)

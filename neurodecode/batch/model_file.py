@@ -1,0 +1,394 @@
+"""Trained models as files that can be shared and loaded without running anyone's code.
+
+A model file (``.ndm`` by convention) is a zip archive of exactly three members:
+
+* ``neurodecode-model.json``: the format name and version, and the sha256 of the two others
+  (a copy damaged in transit is reported as corrupt, not loaded);
+* ``card.json``: the :class:`ModelCard`, plain JSON (``unzip -p model.ndm card.json``);
+* ``model.skops``: the fitted estimator in skops' format, which describes objects as JSON and
+  arrays as ``.npy`` files (read with ``allow_pickle=False``) instead of pickling them.
+
+Loading never runs code from the file. skops is given an explicit list of trusted types
+(:data:`TRUSTED_TYPES`, reviewed by hand, on top of skops' own defaults: scikit-learn's
+estimators, numpy and scipy containers, builtins such as ``dict``); a file naming any other
+type (``os.system``, ``builtins.eval``, a class of some other package) is refused before
+anything is built. ``trusted=True`` is never used. An archive holding any other member (a
+pickle slipped in next to the model, say) is refused too.
+
+Saving refuses what loading would refuse: a model that holds a type outside the list (deep
+torch/skorch pipelines, whose networks skops can only rebuild through pickle-like reduction,
+or a user's own transformer) is not written, with a message naming the types. That is a known
+limit: there is no pickle fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.errors import NeurodecodeDataError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelCard", "ModelFileError", "TRUSTED_TYPES", "check_storable", "load_model",
+           "read_card", "save_model"]
+
+#: Name and version written into every model file (``neurodecode-model.json``).
+FORMAT = "neurodecode-model"
+FORMAT_VERSION = 1
+_MANIFEST, _CARD, _MODEL = "neurodecode-model.json", "card.json", "model.skops"
+_MEMBERS = (_MANIFEST, _CARD, _MODEL)
+# A model of the package's pipelines is well under 10 MB; 2 GiB still admits large deep
+# models' weights while keeping a hostile archive from filling memory when it is read.
+_MAX_MEMBER_BYTES = 2 << 30
+
+#: Types trusted on load beyond skops' defaults, as full import paths. Derived from
+#: ``skops.io.get_untrusted_types`` on every pipeline of ``pipelines/`` fitted (the package's
+#: transformers, pyriemann's TangentSpace, XdawnCovariances and the Xdawn it holds; scikit-learn's
+#: estimators are trusted by skops already), then reviewed: each is a scikit-learn estimator
+#: whose state is plain attributes (numbers, strings, arrays, dicts), restored without a custom
+#: ``__setstate__`` or ``__reduce__``. ``tests/batch/test_model_file.py`` checks that every
+#: transformer of ``neurodecode.transforms`` is listed and that each pipeline's fitted model
+#: needs nothing else. Extend it only after the same review.
+TRUSTED_TYPES = (
+    "neurodecode.transforms.augmented.AugmentedCovariance",
+    "neurodecode.transforms.augmented.AugmentedCovarianceSelector",
+    "neurodecode.transforms.connectivity_eeg.EEGConnectivity",
+    "neurodecode.transforms.connectivity_fmri.Connectome",
+    "neurodecode.transforms.covariance.Covariances",
+    "neurodecode.transforms.covariance.TangentSpace",
+    "neurodecode.transforms.spectral.BandPower",
+    "pyriemann.estimation.XdawnCovariances",
+    "pyriemann.spatialfilters.Xdawn",
+    "pyriemann.tangentspace.TangentSpace",
+)
+
+
+class ModelFileError(NeurodecodeDataError):
+    """A model file that is refused (untrusted content) or cannot be read (missing, corrupt)."""
+
+
+@dataclass
+class ModelCard:
+    """What a model file says about its model: where it came from, what it expects, how good it was.
+
+    Plain JSON (:meth:`to_dict`, :meth:`from_dict`). It names the dataset and its subject
+    numbers as the dataset labels them, never a file path or anything else about a person.
+
+    Parameters
+    ----------
+    name : str
+        The model's name.
+    created : str
+        When it was trained, ISO 8601 in UTC (``2026-05-04T10:12:00+00:00``).
+    neurodecode_version : str
+    versions : dict of str to str
+        Package -> version installed at training (numpy, scipy, scikit-learn, mne, pyriemann,
+        torch, skops...).
+    dataset : str
+        The training dataset's name.
+    subjects : list
+        The training subjects, as the dataset numbers them.
+    paradigm : dict
+        ``kind``, ``classes``, ``interval`` ([tmin, tmax] after each cue), ``band``
+        ([fmin, fmax] in Hz of the zero-phase IIR band-pass, or None).
+    sfreq : float
+        Sampling rate of the training data, in Hz.
+    ch_names : list of str
+        Channels of the training data, in the model's order.
+    window : list of float
+        ``[tmin, tmax]`` of one trial in seconds after the cue; a window has
+        ``round(tmax * sfreq) - round(tmin * sfreq) + 1`` samples (both ends included, as MNE).
+    class_names : list of str
+        ``class_names[k]`` is label ``k``.
+    scores : dict
+        Cross-validated score: ``metric``, ``mean``, ``std``, ``per_fold`` and how it was
+        obtained (``cv``).
+    pipeline_name, pipeline_hash : str
+        The pipeline and :func:`~neurodecode.benchmark.runner.pipeline_hash` of its parameters.
+    resample : bool
+        Whether :func:`~neurodecode.batch.predict.match_recording` may resample a recording
+        at another rate (otherwise it is refused).
+    notes : str
+    unit : str
+        What one unit of the training samples was: ``"uV"`` (EEG volts x 1e6, MOABB's unit)
+        or ``"SI"``; predictions scale recordings the same way.
+    """
+
+    name: str
+    created: str
+    neurodecode_version: str
+    versions: dict
+    dataset: str
+    subjects: list
+    paradigm: dict
+    sfreq: float
+    ch_names: list
+    window: list
+    class_names: list
+    scores: dict
+    pipeline_name: str
+    pipeline_hash: str
+    resample: bool = False
+    notes: str = ""
+    unit: str = "uV"
+    # Fields of newer cards that this version does not know, kept so that they survive a round trip.
+    extra: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_times(self) -> int:
+        """Samples in one window at :attr:`sfreq` (both ends of :attr:`window` included)."""
+        return int(round(self.window[1] * self.sfreq)) - int(round(self.window[0] * self.sfreq)) + 1
+
+    @property
+    def scale(self) -> float:
+        """Factor from the recording's SI samples to the training unit."""
+        return 1e6 if self.unit == "uV" else 1.0
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (unknown fields read from a newer file included)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **_jsonable(out)}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str = "model card") -> "ModelCard":
+        """Build from :meth:`to_dict`'s output; a missing field is one line naming it."""
+        if not isinstance(data, dict):
+            raise ModelFileError(f"{where}: the card must be a JSON object, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [n for n in required if n not in data]
+        if missing:
+            raise ModelFileError(f"{where}: the card lacks field(s) {missing}")
+        card = cls(**{n: data[n] for n in names if n in data},
+                   extra={k: v for k, v in data.items() if k not in names})
+        if not (isinstance(card.sfreq, (int, float)) and card.sfreq > 0):
+            raise ModelFileError(f"{where}: sfreq must be a positive number, got {card.sfreq!r}")
+        if not (isinstance(card.window, list) and len(card.window) == 2 and card.window[0] < card.window[1]):
+            raise ModelFileError(f"{where}: window must be [tmin, tmax] with tmin < tmax, got {card.window!r}")
+        if not card.ch_names or len(set(card.ch_names)) != len(card.ch_names):
+            raise ModelFileError(f"{where}: ch_names must be a non-empty list of distinct names")
+        return card
+
+
+def _jsonable(value):
+    """Tuples as lists and numpy scalars as Python numbers, so that a card survives JSON unchanged."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _untrusted(model_bytes: bytes) -> list:
+    import skops.io as sio
+
+    return sorted(set(sio.get_untrusted_types(data=model_bytes)) - set(TRUSTED_TYPES))
+
+
+def _payload(estimator, what: str, path) -> bytes:
+    """The skops bytes of ``estimator``, refused when loading them would need a type not trusted."""
+    import skops.io as sio
+
+    try:
+        model_bytes = sio.dumps(estimator)
+    except Exception as err:  # noqa: BLE001 - skops raises many kinds on objects it cannot describe
+        raise ModelFileError(f"cannot save {what} to {path}: skops cannot store it ({type(err).__name__}: "
+                             f"{_first_line(err)}); deep torch/skorch pipelines cannot be saved as safe model "
+                             "files") from None
+    untrusted = _untrusted(model_bytes)
+    if untrusted:
+        raise ModelFileError(f"cannot save {what} to {path}: it holds type(s) that a model file may not hold "
+                             f"(they could run code on load): {untrusted[:8]}{' ...' if len(untrusted) > 8 else ''}; "
+                             "deep torch/skorch pipelines and custom classes cannot be saved as safe model files")
+    return model_bytes
+
+
+def check_storable(estimator, *, what: str | None = None, path="model file") -> None:
+    """Refuse, before any training, an estimator that :func:`save_model` could not store.
+
+    Checked on the estimator as given (fitted or not): its types are the fitted model's
+    types for every pipeline of the package.
+
+    Raises
+    ------
+    ModelFileError
+    """
+    _payload(estimator, what or type(estimator).__name__, path)
+
+
+def save_model(estimator, card: ModelCard, path) -> Path:
+    """Write a fitted estimator and its card as one model file, atomically.
+
+    The file is first written next to ``path`` under a temporary name and renamed over it, so
+    a reader never sees half a file and an interrupted save leaves any previous file intact.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Fitted; it must consist of types that :func:`load_model` trusts.
+    card : ModelCard
+    path : str or Path
+        Where to write (``.ndm`` by convention); its folder is created.
+
+    Returns
+    -------
+    path : Path
+
+    Raises
+    ------
+    ModelFileError
+        The estimator holds types outside :data:`TRUSTED_TYPES` and skops' defaults (deep
+        torch/skorch pipelines among them), or skops cannot describe it at all.
+    """
+    path = Path(path)
+    model_bytes = _payload(estimator, card.pipeline_name or type(estimator).__name__, path)
+    card_bytes = json.dumps(card.to_dict(), indent=2, sort_keys=False).encode()
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "sha256": {_CARD: _sha256(card_bytes), _MODEL: _sha256(model_bytes)}}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(_MANIFEST, json.dumps(manifest, indent=2))
+        archive.writestr(_CARD, card_bytes)
+        archive.writestr(_MODEL, model_bytes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buffer.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _read_members(path: Path) -> tuple[dict, dict]:
+    """The archive's manifest and the bytes of its members, checked; nothing is deserialised but JSON."""
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a neurodecode model file (not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            names = [i.filename for i in infos]
+            unexpected = [n for n in names if n not in _MEMBERS]
+            if unexpected or len(names) != len(set(names)):
+                raise ModelFileError(f"{path}: refused: the archive holds member(s) a model file never has "
+                                     f"{sorted(set(unexpected)) or names}; expected exactly {list(_MEMBERS)}")
+            absent = [n for n in _MEMBERS if n not in names]
+            if absent:
+                raise ModelFileError(f"{path} is not a complete neurodecode model file: it lacks {absent}")
+            big = [i.filename for i in infos if i.file_size > _MAX_MEMBER_BYTES]
+            if big:
+                raise ModelFileError(f"{path}: refused: member(s) {big} exceed {_MAX_MEMBER_BYTES >> 30} GiB")
+            members = {n: archive.read(n) for n in _MEMBERS}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(f"{path} is corrupt: {type(err).__name__}: {_first_line(err)}") from None
+    try:
+        manifest = json.loads(members[_MANIFEST])
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path} is corrupt: {_MANIFEST} is not JSON ({_first_line(err)})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a neurodecode model file ({_MANIFEST} does not say format {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model file format version {version!r} is newer than this neurodecode reads "
+                             f"({FORMAT_VERSION}); upgrade neurodecode")
+    sums = manifest.get("sha256") or {}
+    for name in (_CARD, _MODEL):
+        if sums.get(name) != _sha256(members[name]):
+            raise ModelFileError(f"{path} is corrupt: {name} does not match the sha256 its manifest records")
+    return manifest, members
+
+
+def _card_from(path: Path, members: dict) -> ModelCard:
+    try:
+        data = json.loads(members[_CARD])
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path} is corrupt: {_CARD} is not JSON ({_first_line(err)})") from None
+    try:
+        return ModelCard.from_dict(data, where=str(path))
+    except TypeError as err:
+        raise ModelFileError(f"{path}: the card cannot be read: {_first_line(err)}") from None
+
+
+def read_card(path) -> ModelCard:
+    """The card of a model file, without building the model (checks the archive and the sha256s).
+
+    Raises
+    ------
+    ModelFileError
+    """
+    path = Path(path)
+    _, members = _read_members(path)
+    return _card_from(path, members)
+
+
+def load_model(path) -> tuple[object, ModelCard]:
+    """Read a model file: the fitted estimator and its card; no code from the file is run.
+
+    The skops payload is audited before anything is built: every type it names must be one
+    skops trusts by default or one of :data:`TRUSTED_TYPES`.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    estimator : estimator
+        Fitted, ready for ``predict``.
+    card : ModelCard
+
+    Raises
+    ------
+    ModelFileError
+        One line naming the file: missing, not a model file, corrupt (damaged archive, sha256
+        mismatch, unreadable card or payload), newer format, or refused (members other than
+        the three a model file has, untrusted types, which are named).
+    """
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    path = Path(path)
+    _, members = _read_members(path)
+    card = _card_from(path, members)
+    payload = members[_MODEL]
+    try:
+        untrusted = _untrusted(payload)
+        if untrusted:
+            raise ModelFileError(f"{path}: refused: the model names type(s) that neurodecode does not trust "
+                                 f"{untrusted[:8]}{' ...' if len(untrusted) > 8 else ''}; nothing was loaded")
+        estimator = sio.loads(payload, trusted=list(TRUSTED_TYPES))
+    except ModelFileError:
+        raise
+    except UntrustedTypesFoundException as err:  # the audit inside loads(): a second line of defence
+        raise ModelFileError(f"{path}: refused: {_first_line(err)}") from None
+    except Exception as err:  # noqa: BLE001 - a damaged payload fails in many ways inside skops
+        raise ModelFileError(f"{path}: the model cannot be read ({type(err).__name__}: {_first_line(err)}); "
+                             f"it was written by skops {card.versions.get('skops', '?')}, "
+                             f"scikit-learn {card.versions.get('scikit-learn', '?')}") from None
+    return estimator, card

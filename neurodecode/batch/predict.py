@@ -1,0 +1,266 @@
+"""Apply a trained model to a whole recording: the channel and rate contract, then sliding windows.
+
+A model expects what it was trained on (its :class:`~neurodecode.batch.model_file.ModelCard`):
+these channels, by name; this sampling rate; trials of this length, band-passed with this
+zero-phase IIR filter, in this unit. :func:`match_recording` makes a recording meet the first
+two or says why it cannot; :func:`predict_recording` does the rest and returns one row per
+window.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.errors import InvalidDataError
+from .model_file import ModelCard
+
+__all__ = ["BATCH_WINDOWS", "ContractError", "match_recording", "predict_recording"]
+
+#: Windows predicted per call of the model: 256 windows of 64 channels x 481 samples are 63 MB
+#: of float64, so memory stays flat whatever the recording's length.
+BATCH_WINDOWS = 256
+
+
+class ContractError(InvalidDataError):
+    """A recording that does not meet what a model expects (channels, sampling rate, length)."""
+
+
+def _where(raw) -> str:
+    names = [f for f in (getattr(raw, "filenames", None) or ()) if f]
+    return Path(names[0]).name if names else "recording"
+
+
+def _normalised(name: str) -> str:
+    # EDF writers pad and re-case labels ("Fc5." for FC5, "CZ" for Cz); 10-20 names are
+    # case-insensitive, so this is the one loosening allowed, and only when it is unambiguous.
+    return name.strip().strip(".").strip().upper()
+
+
+def _rename_loosely(names: list, wanted: list) -> dict:
+    """Recording name -> model name for model channels found only up to case and padding dots."""
+    by_norm: dict = {}
+    for name in names:
+        by_norm.setdefault(_normalised(name), []).append(name)
+    present = set(names)
+    mapping = {}
+    for want in wanted:
+        if want in present:
+            continue
+        found = by_norm.get(_normalised(want), [])
+        if len(found) == 1 and found[0] not in wanted:
+            mapping[found[0]] = want
+    return mapping
+
+
+def match_recording(raw, card: ModelCard, *, resample: bool | None = None):
+    """A copy of ``raw`` with the model's channels, in the model's order, at the model's rate.
+
+    Channels are matched by name. When a model channel is absent under its exact name, a
+    recording channel equal to it up to letter case and padding dots (EDF's ``"Fc5."`` for
+    ``"FC5"``) is taken, provided exactly one matches; the renaming is reported.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        Preloaded; it is not modified.
+    card : ModelCard
+    resample : bool or None
+        None: resample a recording at another rate only when ``card.resample`` allows it;
+        True: resample it; False: never.
+
+    Returns
+    -------
+    raw : mne.io.BaseRaw
+        The model's channels only, in ``card.ch_names`` order, at ``card.sfreq``; no channel
+        marked bad (every one of them is needed).
+    report : dict
+        ``file``, ``extra_channels`` (in the recording, not used by the model), ``reordered``
+        (the model's channels were there in another order), ``renamed`` (recording name ->
+        model name), ``bads`` (model channels the recording marked bad: used anyway),
+        ``resampled_from`` (the recording's rate, or None).
+
+    Raises
+    ------
+    ContractError
+        Model channels missing (all listed), or another sampling rate without resampling.
+    """
+    where = _where(raw)
+    names = list(raw.ch_names)
+    wanted = list(card.ch_names)
+    renamed = _rename_loosely(names, wanted)
+    available = {renamed.get(n, n) for n in names}
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise ContractError(f"{where}: {len(missing)} of the {len(wanted)} channels that model {card.name!r} needs "
+                            f"are missing: {missing}")
+    sfreq = float(raw.info["sfreq"])
+    same_rate = math.isclose(sfreq, float(card.sfreq), rel_tol=1e-9)
+    allowed = card.resample if resample is None else bool(resample)
+    if not same_rate and not allowed:
+        raise ContractError(f"{where}: sampled at {sfreq:g} Hz but model {card.name!r} was trained at "
+                            f"{float(card.sfreq):g} Hz; resample it (resample=True, --resample) or train at "
+                            f"{sfreq:g} Hz")
+    out = raw.copy()
+    if renamed:
+        out.rename_channels(renamed)
+    used = [renamed.get(n, n) for n in names]
+    present_order = [n for n in used if n in set(wanted)]
+    bads = [b for b in (renamed.get(n, n) for n in out.info["bads"]) if b in set(wanted)]
+    out.info["bads"] = []
+    out.pick(wanted)
+    if not same_rate:
+        # Resampled before filtering, so that the band-pass is designed at the training rate, as in training.
+        out.resample(float(card.sfreq), npad="auto", verbose="error")
+    report = {"file": where, "extra_channels": [n for n in names if renamed.get(n, n) not in set(wanted)],
+              "reordered": present_order != wanted, "renamed": renamed, "bads": bads,
+              "resampled_from": None if same_rate else sfreq}
+    return out, report
+
+
+def _read(raw_or_path):
+    if isinstance(raw_or_path, (str, Path)):
+        from ..data.io.recordings import read_raw
+
+        return read_raw(raw_or_path)
+    if not hasattr(raw_or_path, "ch_names") or not hasattr(raw_or_path, "get_data"):
+        raise TypeError(f"predict_recording: expected an mne Raw or a path, got {type(raw_or_path).__name__}")
+    if not getattr(raw_or_path, "preload", True):
+        raw_or_path = raw_or_path.copy().load_data(verbose="error")
+    return raw_or_path
+
+
+def _cues(raw, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Onsets (s from the first sample) and class names of the annotations that name the card's classes."""
+    import mne
+
+    present = [c for c in card.class_names if c in set(raw.annotations.description)]
+    if not present:
+        return np.empty(0), np.empty(0, dtype=object)
+    event_id = {c: i + 1 for i, c in enumerate(present)}
+    events, _ = mne.events_from_annotations(raw, event_id=event_id, verbose="error")
+    names = {code: c for c, code in event_id.items()}
+    onsets = (events[:, 0] - raw.first_samp) / raw.info["sfreq"]
+    return onsets, np.array([names[code] for code in events[:, 2]], dtype=object)
+
+
+def _class_names(model, card: ModelCard) -> list:
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return list(card.class_names)
+    out = []
+    for c in classes:
+        if isinstance(c, (int, np.integer)) and 0 <= int(c) < len(card.class_names):
+            out.append(card.class_names[int(c)])
+        else:
+            out.append(str(c))
+    return out
+
+
+def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | None = None,
+                      resample: bool | None = None) -> pd.DataFrame:
+    """One prediction per sliding window of a continuous recording.
+
+    The recording goes through what the training trials went through: the card's channels and
+    rate (:func:`match_recording`), the card's band-pass (MNE's zero-phase IIR, a 4th-order
+    Butterworth applied forward and backward on the whole recording, as :meth:`Dataset.load
+    <neurodecode.data.dataset.Dataset.load>` filters each run), and the training unit
+    (microvolts for EEG). Windows have the trial's length (``card.n_times`` samples) and start
+    every ``step_s`` seconds from the first sample.
+
+    Parameters
+    ----------
+    model : estimator
+        Fitted on trials like the card's.
+    card : ModelCard
+    raw_or_path : mne.io.BaseRaw or path
+        A recording; a path is read with :func:`~neurodecode.data.io.recordings.read_raw`.
+    step_s : float or None
+        Seconds between window starts (rounded to whole samples, at least one); None: a quarter
+        of the trial window (0.75 s for 3 s trials), so that every instant is seen by four windows.
+    resample : bool or None
+        See :func:`match_recording`.
+
+    Returns
+    -------
+    predictions : pandas.DataFrame
+        One row per window: ``start_s``, ``end_s`` (times of its first and last samples, from
+        the recording's first sample), ``predicted`` (a class name), ``proba_<class>`` for each
+        class when the model has ``predict_proba``; when the recording's annotations name the
+        card's classes, ``true`` (the class of the cue whose trial interval ``[onset + tmin,
+        onset + tmax]`` covers at least half of the window, else empty) and ``overlap`` (that
+        fraction; 1.0 is a window exactly where a training trial was cut). ``attrs["match"]``
+        holds :func:`match_recording`'s report.
+
+    Raises
+    ------
+    ContractError
+        See :func:`match_recording`; or a recording shorter than one window.
+    NeurodecodeDataError
+        A path that cannot be read (missing, corrupt).
+    """
+    raw, report = match_recording(_read(raw_or_path), card, resample=resample)
+    sfreq = float(card.sfreq)
+    band = (card.paradigm or {}).get("band")
+    if band is not None:
+        raw.filter(band[0], band[1], method="iir", picks="all", verbose="error")
+    signal = raw.get_data() * card.scale
+    n_window = card.n_times
+    window_s = (n_window - 1) / sfreq
+    if step_s is None:
+        n_step = max(1, n_window // 4)
+    else:
+        if not (isinstance(step_s, (int, float)) and math.isfinite(step_s) and step_s > 0):
+            raise ValueError(f"step_s must be a positive number of seconds, got {step_s!r}")
+        n_step = max(1, int(round(step_s * sfreq)))
+    n_samples = signal.shape[1]
+    if n_samples < n_window:
+        raise ContractError(f"{report['file']}: {n_samples / sfreq:.2f} s long, shorter than the model's "
+                            f"{window_s:.2f} s window")
+    starts = np.arange(0, n_samples - n_window + 1, n_step)
+    view = np.lib.stride_tricks.sliding_window_view(signal, n_window, axis=1)  # (n_chans, n_starts, n_window)
+    names = _class_names(model, card)
+    has_proba = hasattr(model, "predict_proba")
+    predicted, proba = [], []
+    for first in range(0, len(starts), BATCH_WINDOWS):
+        chunk = np.ascontiguousarray(view[:, starts[first:first + BATCH_WINDOWS]].transpose(1, 0, 2))
+        labels, p = _predict_chunk(model, chunk, has_proba)
+        predicted.append(np.asarray([_label_name(v, card) for v in labels], dtype=object))
+        if has_proba:
+            proba.append(p)
+    table = pd.DataFrame({"start_s": starts / sfreq, "end_s": (starts + n_window - 1) / sfreq,
+                          "predicted": np.concatenate(predicted)})
+    if has_proba:
+        for k, name in enumerate(names):
+            table[f"proba_{name}"] = np.concatenate(proba)[:, k]
+    onsets, cue_classes = _cues(raw, card)
+    if len(onsets):
+        tmin, tmax = card.window
+        lo = np.maximum(table["start_s"].to_numpy()[:, None], onsets[None, :] + tmin)
+        hi = np.minimum(table["end_s"].to_numpy()[:, None], onsets[None, :] + tmax)
+        overlap = np.clip(hi - lo, 0, None) / (tmax - tmin)  # (n_windows, n_cues)
+        best = overlap.argmax(axis=1)
+        frac = overlap[np.arange(len(table)), best]
+        table["true"] = pd.Series(np.where(frac >= 0.5, cue_classes[best], None), dtype=object)
+        table["overlap"] = np.round(frac, 4)
+    table.attrs["match"] = report
+    return table
+
+
+def _predict_chunk(model, X, has_proba: bool):
+    """Labels (``predict``, so that they equal the model's own) and probabilities, features computed once."""
+    from sklearn.pipeline import Pipeline
+
+    final = model
+    if isinstance(model, Pipeline) and len(model.steps) > 1:
+        X, final = model[:-1].transform(X), model[-1]
+    return final.predict(X), (np.asarray(final.predict_proba(X)) if has_proba else None)
+
+
+def _label_name(value, card: ModelCard) -> str:
+    if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(card.class_names):
+        return card.class_names[int(value)]
+    return str(value)
