@@ -20,7 +20,7 @@ data:
 
 examples:
   export NEURODECODE_DATA=~/data
-  neurodecode datasets eegmmidb
+  neurodecode datasets --no-load
   neurodecode benchmark pipelines --subjects 1-3 --out results/benchmark
 
 exit status: 0 success, 1 something failed (a dataset, a pipeline), 2 a usage mistake."""
@@ -292,6 +292,7 @@ def _add_train_parser(sub) -> None:
 
 def _train(args) -> int:
     import re
+    import warnings
     from pathlib import Path
 
     from .batch.model_file import ModelFileError
@@ -313,7 +314,10 @@ def _train(args) -> int:
         print(f"{where} {folder} is a folder of pipelines {names}; pick one with --pipeline NAME", file=sys.stderr)
         return 2
     try:
-        specs, failures = load_pipelines(args.pipeline_file, names=[args.pipeline] if args.pipeline else None)
+        with warnings.catch_warnings():  # libraries' deprecation notes on import would break the one-line output
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            specs, failures = load_pipelines(args.pipeline_file, names=[args.pipeline] if args.pipeline else None)
     except (ValueError, FileNotFoundError) as err:
         print(f"{where} {_one_line(err)}", file=sys.stderr)
         return 2
@@ -428,7 +432,9 @@ def _predict(args) -> int:
             os.replace(tmp, target)  # a reader never sees half a CSV
         except Exception as err:  # noqa: BLE001 - one bad recording must not stop the others
             failed += 1
-            print(f"{name}: failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+            message = _one_line(err)
+            message = message[len(name) + 2:] if message.startswith(f"{name}: ") else message  # named once
+            print(f"{name}: failed: {type(err).__name__}: {message}", file=sys.stderr)
             continue
         print(f"{name}: {_predict_summary(table, card)} -> {target}")
     if failed:

@@ -1,10 +1,11 @@
-"""ShallowFBCSPNet (Schirrmeister et al., 2017) through braindecode's ``EEGClassifier``, as a MOABB pipeline.
+"""ShallowFBCSPNet (Schirrmeister et al., 2017) from braindecode, trained by neurodecode's Trainer, as a
+MOABB pipeline.
 
-Input size is read from the data at fit time; it trains on the GPU when torch sees one.
-``NEURODECODE_DEEP_EPOCHS`` sets the epochs (default 10).
+The network is built from the data at fit time (channels, samples, classes, sampling rate); trials
+are standardised, 20% of the training trials are held out for early stopping, and it trains on the
+GPU (bfloat16) when torch sees one. Epochs: ``NEURODECODE_DEEP_EPOCHS`` when set, else 10 on a CPU
+and at most 300 on a GPU, where early stopping (patience 20) ends it (docs/deep.md).
 """
-
-from braindecode.models import ShallowFBCSPNet
 
 from neurodecode.models import deep_pipeline
 
@@ -12,5 +13,5 @@ PIPELINE = {
     "name": "ShallowFBCSPNet",
     "paradigms": ["LeftRightImagery", "MotorImagery"],
     "citations": ["https://doi.org/10.1002/hbm.23730"],
-    "pipeline": deep_pipeline(ShallowFBCSPNet, lr=6.25e-4),
+    "pipeline": deep_pipeline("ShallowFBCSPNet", lr=6.25e-4),
 }

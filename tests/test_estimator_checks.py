@@ -3,7 +3,7 @@
 Each estimator is listed once in CASES with the kind of input it takes (3-D signals, SPD matrices
 or ragged fMRI time series). Every check runs twice: on synthetic inputs, which need no data
 folder, and on small real inputs (which fail under ``CI=true`` when the data are missing, as the
-``data_root`` fixture does). The signal transformers are also checked on a DecodingData. A
+``data_root`` fixture does). The estimators taking signals are also checked on a DecodingData. A
 discovery test fails when a new estimator is added to the package without being listed here.
 """
 
@@ -117,6 +117,10 @@ CASES = [
     _case("neurodecode.transforms.connectivity_eeg", "EEGConnectivity",
           {"sfreq": 160.0, "method": "plv", "mode": "fourier", "bands": {"beta": (13, 30)}}, "signals"),
     _case("neurodecode.transforms.connectivity_fmri", "Connectome", {"kind": "tangent"}, "fmri"),
+    # One epoch of a small network on the CPU, without a validation split: seconds, and deterministic.
+    _case("neurodecode.models.deep", "DeepClassifier",
+          {"model": "ShallowFBCSPNet", "max_epochs": 1, "batch_size": 16, "val_fraction": 0.0, "patience": None,
+           "device": "cpu"}, "signals"),
 ]
 
 
@@ -216,18 +220,28 @@ def test_wrong_shapes_are_refused(case, source):
         _features(est, _fewer_channels(X, kind))
 
 
+def _downstream(est):
+    """What follows the estimator in the pipeline checks: a classifier for a transformer, nothing for a classifier."""
+    if not hasattr(est, "transform"):
+        return []
+    return [FunctionTransformer(_flatten), StandardScaler(), LogisticRegression(max_iter=200)]
+
+
+def _flatten(F):
+    return np.asarray(F).reshape(len(F), -1)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_in_pipeline_and_grid_search(case, source):
     est, params, kind = _make(case)
     X, y = source(kind)
-    steps = [est, FunctionTransformer(lambda F: np.asarray(F).reshape(len(F), -1)), StandardScaler(),
-             LogisticRegression(max_iter=200)]
-    pipe = make_pipeline(*steps)
+    pipe = make_pipeline(est, *_downstream(est))
     step = pipe.steps[0][0]
     first_param = next(iter(params))
-    grid = GridSearchCV(pipe, {f"{step}__{first_param}": [params[first_param]],
-                               "logisticregression__C": [0.1, 1.0]},
-                        cv=StratifiedKFold(2, shuffle=True, random_state=0), error_score="raise")
+    grid_params = {f"{step}__{first_param}": [params[first_param]]}
+    if hasattr(est, "transform"):
+        grid_params["logisticregression__C"] = [0.1, 1.0]
+    grid = GridSearchCV(pipe, grid_params, cv=StratifiedKFold(2, shuffle=True, random_state=0), error_score="raise")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         grid.fit(X, y)
@@ -246,10 +260,6 @@ def _decoding_data(X, y, sfreq=SFREQ, ch_names=MOTOR):
     meta = pd.DataFrame({"subject": 1, "session": "0", "run": "0", "onset": np.arange(len(X)) * 4.0,
                          "dataset": "checks"})
     return DecodingData(X, y, meta, info)
-
-
-def _flatten(F):
-    return np.asarray(F).reshape(len(F), -1)
 
 
 @pytest.mark.parametrize("case", SIGNAL_CASES)
@@ -279,7 +289,7 @@ def test_decoding_data_gives_rate_and_channels_and_others_are_refused(case, sour
     # The refusals wrote nothing: the fitted estimator gives the same features.
     np.testing.assert_array_equal(_features(from_data, data), features)
     # In a Pipeline the first step gets the DecodingData, the later ones arrays.
-    steps = [FunctionTransformer(_flatten), StandardScaler(), LogisticRegression(max_iter=200)]
+    steps = _downstream(est)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe = make_pipeline(clone(from_data), *steps).fit(data, data.y)

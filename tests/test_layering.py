@@ -105,7 +105,7 @@ def _code_words(tree):
 
 def _named_datasets(path: Path) -> list:
     tree = ast.parse(path.read_text())
-    skip = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+    skip = {n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assign)
             and any(getattr(t, "id", "") == "DEFAULT_DATASET" for t in n.targets)}
     return sorted({f"{line}: {word}" for line, word in _code_words(tree)
                    if DATASET_NAMES.search(word) and line not in skip})

@@ -106,7 +106,7 @@ def check_signal_info(estimator, X, *, reset: bool, sfreq=_NO_SFREQ_PARAMETER):
         if sfreq is None:
             if info is None:
                 raise ValueError(f"{owner}: sfreq is None and X is a plain array: pass sfreq=... (the sampling "
-                                 "rate in Hz, e.g. sfreq=160 for eegmmidb) or a DecodingData")
+                                 "rate in Hz, e.g. sfreq=160.0) or a DecodingData")
             if data_sfreq is None:
                 raise ValueError(f"{owner}: sfreq is None and the DecodingData has no sampling rate "
                                  f"({info.modality}): pass sfreq=...")

@@ -304,8 +304,6 @@ def _read_members(path: Path) -> tuple[dict, dict]:
                 raise ModelFileError(f"{path}: refused: member(s) {big} exceed {_MAX_MEMBER_BYTES >> 30} GiB")
             members = {n: archive.read(n) for n in _MEMBERS}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
-        if isinstance(err, ModelFileError):
-            raise
         raise ModelFileError(f"{path} is corrupt: {type(err).__name__}: {_first_line(err)}") from None
     try:
         manifest = json.loads(members[_MANIFEST])

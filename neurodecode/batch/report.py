@@ -115,7 +115,8 @@ def _counts_figure(summary: pd.DataFrame, class_names, path: Path) -> bool:
         return False
     colours = _class_colours(class_names)
     height = max(2.5, 0.28 * len(scored) + 1.2)
-    fig, ax = plt.subplots(figsize=(9, height), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, height))
+    fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.3 / height, bottom=0.6 / height)
     left = np.zeros(len(scored))
     labels = scored["id"].astype(str).to_numpy()
     for name, column in zip(class_names, columns):
@@ -137,7 +138,9 @@ def _spectrum_figure(result: dict, path: Path) -> bool:
     freqs = np.asarray(spectrum.get("freqs") or [], dtype=float)
     if not len(freqs):
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+    # Fixed margins rather than a layout engine: a constrained layout costs a second drawing of every figure.
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig.subplots_adjust(left=0.13, right=0.98, top=0.92, bottom=0.14)
     for group, entry in spectrum["groups"].items():
         psd = np.asarray([np.nan if v is None else v for v in entry["psd"]], dtype=float)
         ax.semilogy(freqs, psd * 1e12, label=f"{group} ({len(entry['channels'])})", lw=1.2)
@@ -156,16 +159,12 @@ def _spectrum_figure(result: dict, path: Path) -> bool:
     return True
 
 
-def _map_figure(result: dict, path: Path) -> tuple[bool, str]:
-    """Scalp map of r² between classes (when annotated) or of log band power; (drawn, caption or note)."""
-    import matplotlib.pyplot as plt
-    import mne
-
+def _map_values(result: dict):
+    """(values per channel, colour-bar label, colour map, caption), or (None, ..., note) when there is no map."""
     positions = result.get("positions") or {}
     if not positions.get("source"):
-        return False, positions.get("note", "no channel positions were stored; no scalp map")
+        return None, "", "", positions.get("note", "no channel positions were stored; no scalp map")
     band_power = result.get("band_power") or {}
-    names = band_power.get("channels") or []
     r2 = result.get("r2")
     if r2:
         values = np.asarray([np.nan if v is None else v for v in r2["values"]], dtype=float)
@@ -174,21 +173,42 @@ def _map_figure(result: dict, path: Path) -> tuple[bool, str]:
                    + " and ".join(f"{c} ({n} windows)" for c, n in r2["n_windows"].items()))
         cmap = "Reds"
     else:
-        values = np.log10(np.asarray([np.nan if v is None else v for v in band_power["values"]], dtype=float) * 1e12)
+        power = np.asarray([np.nan if v is None else v for v in band_power["values"]], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flat channel has no power: no map
+            values = np.log10(power * 1e12)
         lo, hi = band_power["band"]
         caption = f"log10 band power (µV²), {lo:g}-{hi:g} Hz (no annotated classes)"
         label, cmap = "log10 µV²", "viridis"
     if not np.isfinite(values).all():
-        return False, "some channels have no value (non-finite samples); no scalp map"
+        return None, "", "", "some channels have no finite value (flat or non-finite samples); no scalp map"
+    return values, label, cmap, f"{caption}; positions: {positions['source']}"
+
+
+def _map_caption(result: dict) -> str:
+    return _map_values(result)[3]
+
+
+def _map_figure(result: dict, path: Path) -> tuple[bool, str]:
+    """Scalp map of r² between classes (when annotated) or of log band power; (drawn, caption or note)."""
+    import matplotlib.pyplot as plt
+    import mne
+
+    values, label, cmap, caption = _map_values(result)
+    if values is None:
+        return False, caption
+    positions = result["positions"]
+    names = result["band_power"]["channels"]
     info = mne.create_info(list(names), 100.0, "eeg")
     montage = mne.channels.make_dig_montage(ch_pos={n: np.asarray(positions["ch_pos"][n]) for n in names},
                                             coord_frame="head")
     info.set_montage(montage)
-    fig, ax = plt.subplots(figsize=(4.2, 3.6), layout="constrained")
-    image, _ = mne.viz.plot_topomap(values, info, axes=ax, show=False, cmap=cmap, contours=4, sensors=True)
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    fig.subplots_adjust(left=0.02, right=0.9, top=0.98, bottom=0.02)
+    # res=48: the map's grid; MNE's 64 takes most of a report's time and looks the same at this size.
+    image, _ = mne.viz.plot_topomap(values, info, axes=ax, show=False, cmap=cmap, contours=4, sensors=True, res=48)
     fig.colorbar(image, ax=ax, shrink=0.8, label=label)
     _save(fig, path)
-    return True, f"{caption}; positions: {positions['source']}"
+    return True, caption
 
 
 def _timeline_figure(result: dict, table: pd.DataFrame, path: Path) -> bool:
@@ -198,8 +218,8 @@ def _timeline_figure(result: dict, table: pd.DataFrame, path: Path) -> bool:
     class_names = (result.get("model") or {}).get("class_names") or sorted(table["predicted"].unique())
     colours = _class_colours(class_names)
     centre = (table["start_s"] + table["end_s"]) / 2
-    fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 3.6), sharex=True, layout="constrained",
-                                    gridspec_kw={"height_ratios": [4, 1]})
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 3.6), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.97, bottom=0.14, hspace=0.08)
     for start, end, name in result.get("cues") or []:
         for axis in (ax, strip):
             axis.axvspan(start, end, color=colours.get(name, "0.8"), alpha=0.18, lw=0)
@@ -255,32 +275,69 @@ def _contract(result: dict) -> str:
     return "<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
 
 
-def _read_predictions(out_dir: Path, result: dict) -> tuple[pd.DataFrame | None, str]:
+def _read_predictions(out_dir: Path, result: dict) -> tuple[pd.DataFrame | None, bytes, str]:
+    """The predictions table, its bytes, and why it is not shown (when it is not)."""
     predictions = result.get("predictions") or {}
     name = predictions.get("file")
     if not name:
-        return None, ""
+        return None, b"", ""
     path = out_dir / RESULTS_DIR / name
     if not path.is_file():
-        return None, "the predictions file is missing; rerun the batch"
+        return None, b"", "the predictions file is missing; rerun the batch"
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != predictions.get("sha256"):
-        return None, "the predictions file does not match its result record (changed since the run); not shown"
+        return None, b"", "the predictions file does not match its result record (changed since the run); not shown"
     import io
 
-    return pd.read_csv(io.BytesIO(data)), ""
+    return pd.read_csv(io.BytesIO(data)), data, ""
 
 
-def _recording_page(out_dir: Path, report_dir: Path, result: dict) -> None:
+class _Figures:
+    """Figure files named by a hash of what they are drawn from: a rebuild redraws only what changed.
+
+    A figure is drawn when its file is absent; figures that no page references any more are deleted
+    at the end, so that a stale figure never outlives the result it was drawn from.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.used: set = set()
+
+    def name(self, rec_id: str, kind: str, source: bytes) -> str:
+        tag = hashlib.sha256(source + f"{kind}:{_FIGURES_VERSION}".encode()).hexdigest()[:10]
+        name = f"{rec_id}_{kind}_{tag}.png"
+        self.used.add(name)
+        return name
+
+    def draw(self, name: str, draw) -> bool:
+        """Draw with ``draw(path)`` unless the file exists; whether there is a figure."""
+        path = self.folder / name
+        if path.is_file():
+            return True
+        drawn = draw(path)
+        if not drawn:
+            self.used.discard(name)
+        return drawn
+
+    def prune(self) -> None:
+        for path in self.folder.glob("*.png"):
+            if path.name not in self.used:
+                path.unlink()
+
+
+#: Changes whenever the figures' drawing changes, so that a rebuild redraws them all.
+_FIGURES_VERSION = "1"
+
+
+def _recording_page(out_dir: Path, report_dir: Path, result: dict, source: bytes, figures: _Figures) -> None:
     rec_id = result["id"]
-    figures = report_dir / "figures"
     parts = [f'<p><a href="index.html">&larr; all recordings</a></p><h1>recording {_esc(rec_id)}</h1>',
              f"<p>{_status(result['status'])} &nbsp; <span class=\"muted\">{_esc(result.get('format'))} file"]
     recording = result.get("recording")
     if recording:
-        parts.append(f"; {recording['n_channels']} channels at {recording['sfreq']:g} Hz, "
-                     f"{recording['duration_s']:.1f} s")
-    parts.append("</span></p>")
+        parts[-1] += (f"; {recording['n_channels']} channels at {recording['sfreq']:g} Hz, "
+                      f"{recording['duration_s']:.1f} s")
+    parts[-1] += "</span></p>"
     if result.get("reason"):
         parts.append(f'<p class="note">{_esc(result["reason"])}</p>')
     predictions = result.get("predictions") or {}
@@ -295,18 +352,21 @@ def _recording_page(out_dir: Path, report_dir: Path, result: dict) -> None:
     parts.append("<h2>quality control</h2>" + _qc_table(result))
     if result.get("spectrum"):
         parts.append("<h2>spectra and scalp map</h2><div class=\"figs\">")
-        if _spectrum_figure(result, figures / f"{rec_id}_spectrum.png"):
-            parts.append(f'<img src="figures/{rec_id}_spectrum.png" alt="power spectra">')
-        drawn, caption = _map_figure(result, figures / f"{rec_id}_map.png")
-        if drawn:
-            parts.append(f'<img src="figures/{rec_id}_map.png" alt="scalp map"><p class="muted">{_esc(caption)}</p>')
+        name = figures.name(rec_id, "spectrum", source)
+        if figures.draw(name, lambda path: _spectrum_figure(result, path)):
+            parts.append(f'<img src="figures/{name}" alt="power spectra">')
+        name = figures.name(rec_id, "map", source)
+        caption = _map_caption(result)
+        if figures.draw(name, lambda path: _map_figure(result, path)[0]):
+            parts.append(f'<img src="figures/{name}" alt="scalp map"><p class="muted">{_esc(caption)}</p>')
         else:
             parts.append(f'<p class="note">{_esc(caption)}</p>')
         parts.append("</div>")
-    table, problem = _read_predictions(out_dir, result)
+    table, csv, problem = _read_predictions(out_dir, result)
     if table is not None and len(table):
-        _timeline_figure(result, table, figures / f"{rec_id}_timeline.png")
-        parts.append(f'<h2>predictions over time</h2><img src="figures/{rec_id}_timeline.png" alt="predictions">'
+        name = figures.name(rec_id, "timeline", source + csv)
+        figures.draw(name, lambda path: _timeline_figure(result, table, path))
+        parts.append(f'<h2>predictions over time</h2><img src="figures/{name}" alt="predictions">'
                      f'<p class="muted">window predictions: <a href="../{RESULTS_DIR}/{rec_id}.csv">'
                      f"{rec_id}.csv</a>; shaded: trial intervals after each cue</p>")
     elif problem:
@@ -346,12 +406,14 @@ def write_report(out_dir, report_dir=None) -> Path:
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path} does not exist: run the batch to the end first")
     summary = pd.read_csv(summary_path, dtype={"id": str}, keep_default_na=False, na_values=[""])
-    results = {}
+    results, sources = {}, {}
     for rec_id in summary["id"]:
         path = out_dir / RESULTS_DIR / f"{rec_id}.json"
-        results[rec_id] = json.loads(path.read_text()) if path.is_file() else {
+        sources[rec_id] = path.read_bytes() if path.is_file() else b""
+        results[rec_id] = json.loads(sources[rec_id]) if path.is_file() else {
             "id": rec_id, "status": "failed", "reason": "its result file is missing; rerun the batch"}
     (report_dir / "figures").mkdir(parents=True, exist_ok=True)
+    figures = _Figures(report_dir / "figures")
     model = next((r["model"] for r in results.values() if r.get("model")), {})
     class_names = model.get("class_names") or [c[2:] for c in summary.columns
                                                if c.startswith("n_") and c not in ("n_windows", "n_annotated")]
@@ -367,10 +429,12 @@ def write_report(out_dir, report_dir=None) -> Path:
     shown = summary.copy()
     shown["status"] = [_status(s) for s in summary["status"]]
     body.append(_table(shown, links={"id": lambda row: f"{row['id']}.html"}, raw_html=("status",)))
-    if _counts_figure(summary, class_names, report_dir / "figures" / "class_counts.png"):
-        body.append('<h2>predicted classes per recording</h2><img src="figures/class_counts.png" alt="class counts">')
-    for result in results.values():
-        _recording_page(out_dir, report_dir, result)
+    name = figures.name("summary", "class_counts", summary_path.read_bytes())
+    if figures.draw(name, lambda path: _counts_figure(summary, class_names, path)):
+        body.append(f'<h2>predicted classes per recording</h2><img src="figures/{name}" alt="class counts">')
+    for rec_id, result in results.items():
+        _recording_page(out_dir, report_dir, result, sources[rec_id], figures)
+    figures.prune()
     index = report_dir / "index.html"
     write_atomic(index, _page("batch report", "\n".join(body)))
     return index

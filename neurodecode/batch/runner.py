@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -80,7 +81,8 @@ def find_recordings(input_dir, *, exclude=()) -> list:
     under a folder of ``exclude`` (the output folder, when it lies inside the input).
     """
     root = Path(input_dir)
-    excluded = [Path(e).resolve() for e in exclude]
+    # Compared both as written and with links followed: a folder of links may link to files anywhere.
+    excluded = [p for e in exclude for p in (Path(os.path.abspath(e)), Path(e).resolve())]
     found = []
     for path in root.rglob("*"):
         rel = path.relative_to(root)
@@ -91,8 +93,8 @@ def find_recordings(input_dir, *, exclude=()) -> list:
             continue
         if suffix in (".fif", ".fif.gz") and (_NOT_RAW_FIF.search(path.name) or _is_split_part(path)):
             continue
-        resolved = path.resolve()
-        if any(resolved.is_relative_to(e) for e in excluded):
+        where = Path(os.path.abspath(path))
+        if any(where.is_relative_to(e) for e in excluded):
             continue
         found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
@@ -174,8 +176,10 @@ class _Scrubber:
 
     def __init__(self, path: Path, root: Path, rec_id: str):
         rel = path.relative_to(root)
-        self.literal = sorted({str(path), str(path.resolve()), rel.as_posix(), path.name, path.stem,
-                               *[p for p in rel.parts[:-1]], str(root), str(root.resolve())}, key=len, reverse=True)
+        # Paths as messages quote them (read_raw: the path; match_recording: the file name). Bare stems and
+        # folder names are not searched: "header" or "data" would then vanish from every message.
+        self.literal = sorted({str(path), os.path.abspath(path), str(path.resolve()), rel.as_posix(), path.name,
+                               str(root), os.path.abspath(root)}, key=len, reverse=True)
         self.tokens = _header_tokens(path)
         self.label = f"<recording {rec_id}>"
 

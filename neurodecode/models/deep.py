@@ -378,16 +378,8 @@ class DeepClassifier(ClassifierMixin, BaseEstimator):
         -------
         y : ndarray, shape (n_trials,)
         """
-        return self.classes_[self._logits(X).argmax(dim=1).numpy()]
-
-    def transform(self, X) -> np.ndarray:
-        """Class probabilities as features (as ``VotingClassifier.transform``), for stacking.
-
-        Returns
-        -------
-        proba : ndarray, shape (n_trials, n_classes)
-        """
-        return self.predict_proba(X)
+        winners = self._logits(X).argmax(dim=1).numpy()  # checks first that the classifier is fitted
+        return self.classes_[winners]
 
 
 def deep_pipeline(model, *, lr: float, max_epochs: int | None = None, batch_size: int = 64,

@@ -182,10 +182,14 @@ class _Source:
             xb = xb.float()
         return xb, yb.to(self.device, non_blocking=True)
 
-    def _loader(self, dataset=None, **kwargs) -> DataLoader:
+    def _loader(self, epoch: int, dataset=None, **kwargs) -> DataLoader:
+        # A generator of its own: a DataLoader otherwise draws its workers' base seed from torch's
+        # global generator, which would shift the dropout masks that follow by the loader's use.
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         # Pinned host memory lets the copies to the GPU (non_blocking=True) overlap computation.
         return DataLoader(self.dataset if dataset is None else dataset, collate_fn=_collate_xy,
-                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda", **kwargs)
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=generator, **kwargs)
 
     def train_batches(self, plan: BatchPlan):
         """(x, y, global batch size) of the plan's epoch, on the device."""
@@ -195,7 +199,7 @@ class _Source:
                 index = torch.from_numpy(local).to(self.device, non_blocking=True)
                 yield self.X.index_select(0, index), self.y.index_select(0, index), size
             return
-        for (xb, yb), (_, size) in zip(self._loader(batch_sampler=plan), batches):
+        for (xb, yb), (_, size) in zip(self._loader(plan.epoch, batch_sampler=plan), batches):
             yield (*self._to_device(xb, yb), size)
 
     def eval_batches(self, indices: np.ndarray, batch_size: int):
@@ -207,7 +211,7 @@ class _Source:
                 yield self.X.index_select(0, index), self.y.index_select(0, index)
             return
         subset = Subset(self.dataset, np.asarray(indices).tolist())
-        for xb, yb in self._loader(dataset=subset, batch_size=batch_size, shuffle=False):
+        for xb, yb in self._loader(-1, dataset=subset, batch_size=batch_size, shuffle=False):
             yield self._to_device(xb, yb)
 
 

@@ -28,8 +28,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._utils.checks import check_signal_info, check_signals
-from ..geometry import (ESTIMATORS, covariances, ledoit_wolf_shrinkage_from_moments, oas_shrinkage, shrink,
-                        tangent_space)
+from ..geometry import (ESTIMATORS, covariance_from_sums, covariances, ledoit_wolf_shrinkage_from_moments,
+                        oas_shrinkage, shrink, tangent_space)
 
 __all__ = ["delay_embed", "embedded_length", "covariance_from_sums", "AugmentedCovariance",
            "AugmentedCovarianceSelector", "LaggedProducts"]
@@ -92,40 +92,6 @@ def delay_embed(X, order: int, lag: int):
 def _check_estimator(estimator) -> None:
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
-
-
-def covariance_from_sums(sum_z, sum_zz, n_samples: int, estimator: str = "oas") -> np.ndarray:
-    """Covariance from running sums of (embedded) samples, for streaming updates.
-
-    A pseudo-online decoder can keep ``sum_z`` and ``sum_zz`` of the embedded signal
-    (:func:`delay_embed` of each new chunk, adding new columns and subtracting those that leave
-    the window) and rebuild the window's covariance in O(dim^2) without revisiting samples.
-
-    Parameters
-    ----------
-    sum_z : ndarray of shape (..., dim)
-        Sum of the samples ``z_t`` over the window.
-    sum_zz : ndarray of shape (..., dim, dim)
-        Sum of ``z_t z_t^T`` over the window.
-    n_samples : int
-        Number of samples summed (at least 2).
-    estimator : {"scm", "oas"}
-        Equal to :class:`AugmentedCovariance` with the same estimator on the window. Ledoit-Wolf
-        needs ``sum_t ||z_t - m||^4``, which running sums of first and second moments cannot give.
-
-    Returns
-    -------
-    C : ndarray of shape (..., dim, dim)
-    """
-    if estimator not in ("scm", "oas"):
-        raise ValueError(f"covariance_from_sums supports estimator 'scm' or 'oas'; got {estimator!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 2:
-        raise ValueError(f"n_samples must be an integer >= 2; got {n_samples!r}")
-    mean = torch.as_tensor(np.asarray(sum_z, dtype=np.float64)) / n_samples
-    S = torch.as_tensor(np.asarray(sum_zz, dtype=np.float64)) / n_samples - mean[..., :, None] * mean[..., None, :]
-    if estimator == "oas":
-        S = shrink(S, oas_shrinkage(S, n_samples))
-    return S.numpy()
 
 
 class LaggedProducts:

@@ -33,8 +33,8 @@ def check_bands(bands, sfreq, owner: str) -> dict:
         The estimator's name, for error messages.
     """
     if sfreq is None:
-        raise ValueError(f"{owner} needs sfreq, the sampling rate of X in Hz (e.g. sfreq=160 for "
-                         "eegmmidb); got None")
+        raise ValueError(f"{owner} needs sfreq, the sampling rate of X in Hz (e.g. sfreq=160.0) "
+                         "or a DecodingData, which carries it; got None")
     if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)) \
             or not np.isfinite(sfreq) or sfreq <= 0:
         raise ValueError(f"{owner}: sfreq must be a positive number of Hz, got {sfreq!r}")

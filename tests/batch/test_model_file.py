@@ -88,6 +88,7 @@ def test_the_card_says_what_the_model_expects(cov_model):
     assert json.loads(_members(path)["card.json"]) == card.to_dict()
 
 
+@pytest.mark.slow
 def test_bandpower_lda_round_trip_carries_the_fitted_rate(tmp_path, subject3):
     spec = _spec("BandPower+LDA")
     assert spec.pipeline[0].sfreq is None  # the pipeline file leaves the rate to the data

@@ -83,15 +83,17 @@ def test_held_out_run_is_predicted_above_chance_on_its_cue_windows(predicted):
 
 
 def test_windows_at_the_cues_are_the_training_epochs(model, run4):
-    # With a window at every sample, those starting exactly at a cue must be the epochs that
+    # Windows starting exactly at a cue must be the epochs that
     # Dataset.load cuts for training (same filter, same unit): a model sees the same numbers.
-    # A log-variance model keeps the 19520 windows fast; any model would do.
+    # This run's cues all fall on multiples of 0.1 s (16 samples), so a window every 0.1 s starts at
+    # each of them; a log-variance model keeps the 1220 windows fast (any model would do).
     card = model[1]
     data = get_dataset("eegmmidb").load([3])
     held_out = (data.metadata["physionet_run"] == 4).to_numpy()
     log_var = make_pipeline(FunctionTransformer(lambda X: np.log(X.var(axis=-1))), LogisticRegression(max_iter=1000))
     log_var.fit(data.X[~held_out], data.y[~held_out])
-    table = predict_recording(log_var, card, run4, step_s=1 / 160)
+    table = predict_recording(log_var, card, run4, step_s=0.1)
+    assert len(table) == 1220
     at_cue = table[table["overlap"] > 0.9995]  # one sample off would be 1 - 1/480
     assert len(at_cue) == held_out.sum() == 15
     np.testing.assert_allclose(at_cue["start_s"], data.metadata.loc[held_out, "onset"], atol=1e-9)
@@ -203,6 +205,8 @@ def test_train_and_predict_commands(tmp_path, capsys, run4):
     (["train", "PIPELINES/COV_TS_LR.yml", "--subjects", "3-1"], "is reversed"),
     (["train", "PIPELINES/COV_TS_LR.yml", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["train", "PIPELINES/COV_TS_LR.yml", "--subjects", "999"], "subject(s) [999] not present"),
+    (["train", "PIPELINES/ShallowFBCSPNet.py", "--subjects", "1", "--out", "deep.ndm"],
+     "deep torch/skorch pipelines"),
     (["predict", "missing.ndm", "x.edf"], "model file missing.ndm does not exist"),
     (["predict", "MODEL", "x.edf", "--step", "-1"], "expected a positive number of seconds"),
     (["predict", "MODEL", "a/x.edf", "b/x.edf"], "would all write x.csv"),

@@ -118,7 +118,13 @@ def test_covariance_from_running_sums(subject1):
     for estimator in ("scm", "oas"):
         direct = AugmentedCovariance(order, lag, estimator).fit(chunk).transform(chunk)
         assert _rel(covariance_from_sums(s1, s2, window, estimator), direct) < 1e-10
-    with pytest.raises(ValueError, match="'scm' or 'oas'; got 'lwf'"):
+    # Ledoit-Wolf needs fourth moments: sum |z|^2 z and sum |z|^4 over the same window.
+    Zw = Z[..., 80:80 + window]
+    sq = (Zw ** 2).sum(-2)
+    lwf = covariance_from_sums(s1, s2, window, "lwf", sum_sq_z=(Zw * sq[:, None, :]).sum(-1),
+                               sum_sq_sq=(sq ** 2).sum(-1))
+    assert _rel(lwf, AugmentedCovariance(order, lag, "lwf").fit(chunk).transform(chunk)) < 1e-8
+    with pytest.raises(ValueError, match="'lwf' needs sum_sq_z and sum_sq_sq"):
         covariance_from_sums(s1, s2, window, "lwf")
 
 

@@ -1,0 +1,156 @@
+"""Batch throughput: recordings per minute of ``run_batch`` (1 and 2 workers) against the loop a user would write.
+
+The batch is eegmmidb subjects 1-19, runs 4, 8 and 12 (57 EDF files, 2 min each, 64 channels at
+160 Hz), linked into a temporary folder. The model is COV+TS+LR (``pipelines/COV_TS_LR.yml``)
+trained with ``train_model`` on subjects 1-2 (two folds; kept in ``--out`` for reruns). Three runs
+on the same files, each timed from the first file to the last result:
+
+* ``run_batch`` with one worker, then with two (joblib processes), each into a fresh output folder:
+  read, channel match, QC (six checks, Welch spectra), predictions every 0.75 s, class
+  separability, result files written atomically, manifest;
+* the plain loop with MNE and the fitted pipeline: ``mne.io.read_raw_edf``, rename and order the
+  channels as the model's, the same 8-32 Hz IIR band-pass, microvolts, 3 s windows every 0.75 s,
+  ``predict_proba`` and ``predict``; nothing written, no QC.
+
+Then the outputs are compared: the two ``run_batch`` folders byte for byte, and the plain loop's
+labels and probabilities against ``results/<id>.csv``. The report (``write_report``) is timed on
+its own. Run with one BLAS thread per process::
+
+    OPENBLAS_NUM_THREADS=1 NEURODECODE_DATA=/path/to/data python benchmarks/batch_throughput.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+EDF = "MNE-eegbci-data/files/eegmmidb/1.0.0/S{s:03d}/S{s:03d}R{r:02d}.edf"
+EVENTS = {"T1": "left_hand", "T2": "right_hand"}
+
+
+def _model(out: Path) -> Path:
+    from neurodecode.batch.train import train_model
+    from neurodecode.benchmark.runner import load_pipelines
+
+    path = out / "cov_ts_lr.ndm"
+    if not path.is_file():
+        (spec,), _ = load_pipelines(REPO / "pipelines" / "COV_TS_LR.yml")
+        train_model(spec, "eegmmidb", subjects=[1, 2], cv=2, out=path)
+    return path
+
+
+def plain_loop(files, estimator, card) -> dict:
+    """What a user would write with MNE and the fitted pipeline: file -> (labels, probabilities)."""
+    import mne
+
+    out = {}
+    n_window = card.n_times
+    n_step = n_window // 4  # 0.75 s for 3 s windows, run_batch's default
+    fmin, fmax = card.paradigm["band"]
+    for path in files:
+        raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+        raw.rename_channels({c: c.strip(".").upper() for c in raw.ch_names})
+        raw.rename_channels({c.upper(): c for c in card.ch_names})
+        raw.pick(card.ch_names)
+        raw.filter(fmin, fmax, method="iir", verbose="error")
+        x = raw.get_data() * 1e6
+        starts = np.arange(0, x.shape[1] - n_window + 1, n_step)
+        windows = np.stack([x[:, s:s + n_window] for s in starts])
+        out[path] = (estimator.predict(windows), estimator.predict_proba(windows))
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subjects", default="1-19", help="first-last subject (default 1-19)")
+    parser.add_argument("--out", default="benchmarks/results/batch_throughput", help="model and outputs")
+    args = parser.parse_args(argv)
+
+    from neurodecode.batch.model_file import load_model
+    from neurodecode.batch.report import write_report
+    from neurodecode.batch.runner import recording_id, run_batch
+    from neurodecode.data.cards import get_card
+
+    first, last = (int(v) for v in args.subjects.split("-"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = _model(out)
+    estimator, card = load_model(model_path)
+    root = get_card("eegmmidb").root()
+    with tempfile.TemporaryDirectory(prefix="batch-throughput-") as scratch:
+        inputs = Path(scratch) / "inputs"
+        inputs.mkdir()
+        for s in range(first, last + 1):
+            for r in (4, 8, 12):
+                (inputs / f"S{s:03d}R{r:02d}.edf").symlink_to(root / EDF.format(s=s, r=r))
+        files = sorted(inputs.iterdir())
+        n = len(files)
+        print(f"{n} recordings (eegmmidb subjects {first}-{last}, runs 4/8/12); model {card.name}; "
+              f"{os.cpu_count()} cores", flush=True)
+        rates, folders = {}, {}
+        for workers in (1, 2):
+            folder = out / f"run_{workers}"
+            shutil.rmtree(folder, ignore_errors=True)
+            start = time.perf_counter()
+            summary = run_batch(inputs, model_path, folder, n_jobs=workers, events=EVENTS, progress=False,
+                                stream=open(os.devnull, "w"))
+            seconds = time.perf_counter() - start
+            assert summary.attrs["computed"] == n
+            rates[f"run_batch, {workers} worker(s)"] = (seconds, n / seconds * 60)
+            folders[workers] = folder
+            print(f"run_batch n_jobs={workers}: {seconds:.1f} s, {n / seconds * 60:.1f} recordings/min; "
+                  f"{(summary['status'] == 'ok').sum()} ok, {(summary['status'] == 'flagged').sum()} flagged",
+                  flush=True)
+        start = time.perf_counter()
+        plain = plain_loop(files, estimator, card)
+        seconds = time.perf_counter() - start
+        rates["plain MNE loop"] = (seconds, n / seconds * 60)
+        print(f"plain loop: {seconds:.1f} s, {n / seconds * 60:.1f} recordings/min", flush=True)
+        start = time.perf_counter()
+        write_report(folders[1])
+        report_seconds = time.perf_counter() - start
+
+        same = all((folders[1] / p.relative_to(folders[2])).read_bytes() == p.read_bytes()
+                   for p in (folders[2] / "results").iterdir()) and \
+            (folders[1] / "summary.csv").read_bytes() == (folders[2] / "summary.csv").read_bytes()
+        labels_equal, max_diff, scored = 0, 0.0, 0
+        for path, (labels, proba) in plain.items():
+            csv = folders[1] / "results" / f"{recording_id(path.relative_to(inputs))}.csv"
+            if not csv.is_file():
+                continue  # flagged by QC: run_batch does not score it
+            scored += 1
+            ours = pd.read_csv(csv)
+            names = [card.class_names[int(v)] if isinstance(v, (int, np.integer)) else str(v) for v in labels]
+            labels_equal += int(list(ours["predicted"]) == names)
+            max_diff = max(max_diff, float(np.abs(ours[[f"proba_{c}" for c in card.class_names]].to_numpy()
+                                                  - proba).max()))
+
+    print("\n| run | seconds | recordings/min |\n|---|---:|---:|")
+    for name, (seconds, rate) in rates.items():
+        print(f"| {name} | {seconds:.1f} | {rate:.1f} |")
+    one, two = rates["run_batch, 1 worker(s)"][1], rates["run_batch, 2 worker(s)"][1]
+    loop = rates["plain MNE loop"][1]
+    print(f"\n2 workers / 1 worker: {two / one:.2f}x; run_batch (1 worker) / plain loop: {one / loop:.2f}x; "
+          f"run_batch (2 workers) / plain loop: {two / loop:.2f}x")
+    print(f"report of {n} recordings: {report_seconds:.1f} s")
+    print(f"outputs of 1 and 2 workers byte-identical: {same}")
+    print(f"plain loop vs run_batch on the {scored} scored recordings: labels identical in {labels_equal}, "
+          f"largest probability difference {max_diff:.1e}")
+
+
+if __name__ == "__main__":
+    main()
