@@ -6,7 +6,8 @@ the labels, subjects, and MOABB's own within-session fold indices (from its eval
 so deep and classical pipelines on the GPU are scored on the very folds ``neurodecode benchmark``
 uses).
 
-    NEURODECODE_DATA=../shared/data python benchmarks/export_gpu_data.py --dataset eegmmidb --out .gpu_data/eegmmidb_lr.npz
+    NEURODECODE_DATA=../shared/data python benchmarks/export_gpu_data.py --dataset eegmmidb \
+        --out .gpu_data/eegmmidb_lr.npz
 """
 
 from __future__ import annotations

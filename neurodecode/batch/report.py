@@ -115,8 +115,9 @@ def _counts_figure(summary: pd.DataFrame, class_names, path: Path) -> bool:
         return False
     colours = _class_colours(class_names)
     height = max(2.5, 0.28 * len(scored) + 1.2)
+    height += 0.4  # room for the legend above the bars
     fig, ax = plt.subplots(figsize=(9, height))
-    fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.3 / height, bottom=0.6 / height)
+    fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.6 / height, bottom=0.6 / height)
     left = np.zeros(len(scored))
     labels = scored["id"].astype(str).to_numpy()
     for name, column in zip(class_names, columns):
@@ -125,7 +126,7 @@ def _counts_figure(summary: pd.DataFrame, class_names, path: Path) -> bool:
         left += values
     ax.invert_yaxis()
     ax.set_xlabel("windows predicted as each class")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(columns), fontsize=8, frameon=False)
     ax.tick_params(axis="y", labelsize=8)
     _save(fig, path)
     return True
@@ -326,7 +327,7 @@ class _Figures:
 
 
 #: Changes whenever the figures' drawing changes, so that a rebuild redraws them all.
-_FIGURES_VERSION = "1"
+_FIGURES_VERSION = "2"
 
 
 def _recording_page(out_dir: Path, report_dir: Path, result: dict, source: bytes, figures: _Figures) -> None:
@@ -428,6 +429,8 @@ def write_report(out_dir, report_dir=None) -> Path:
                     "ok: scored; flagged: failed QC (not scored unless asked); failed: not scored, reason given.</p>")
     shown = summary.copy()
     shown["status"] = [_status(s) for s in summary["status"]]
+    # Long reasons (a list of 56 missing channels) are cut here; each recording's page has them whole.
+    shown["reason"] = [r if not isinstance(r, str) or len(r) <= 160 else r[:157] + "…" for r in summary["reason"]]
     body.append(_table(shown, links={"id": lambda row: f"{row['id']}.html"}, raw_html=("status",)))
     name = figures.name("summary", "class_counts", summary_path.read_bytes())
     if figures.draw(name, lambda path: _counts_figure(summary, class_names, path)):

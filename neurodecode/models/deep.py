@@ -13,6 +13,7 @@ import inspect
 import math
 import numbers
 import os
+import random
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils.checks import check_signal_info, check_signals
 from ..training import Trainer, TrainConfig, predict_logits, resolve_device
+from ..training.distributed import local_rank
 
 __all__ = ["AUGMENTATIONS", "DeepClassifier", "deep_pipeline", "default_max_epochs"]
 
@@ -320,27 +322,53 @@ class DeepClassifier(ClassifierMixin, BaseEstimator):
         scale = float(X.std())
         scale = scale if math.isfinite(scale) and scale > 0 else 1.0
         n_trials, n_chans, n_times = X.shape
-        device = resolve_device(config.device)
+        device = resolve_device(config.device, local_rank())  # under torchrun, this process's GPU
         seed = int(self.random_state)
         # The caller's random generators are left as they were: the seeded draws of this fit happen
-        # on a fork of them.
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            network = _build_network(self.model, self.model_params, n_chans, n_times, len(classes), sfreq)
-            augment = _make_augment(self.augment, n_times, sfreq, seed)
-            result = Trainer(config, augment=augment).fit(network, (X / scale).astype(np.float32),
-                                                          encoded.astype(np.int64))
+        # on forks of torch's, and numpy's and Python's (which the trainer seeds) are put back.
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                network = _build_network(self.model, self.model_params, n_chans, n_times, len(classes), sfreq)
+                augment = _make_augment(self.augment, n_times, sfreq, seed)
+                result = Trainer(config, augment=augment).fit(network, (X / scale).astype(np.float32),
+                                                              encoded.astype(np.int64))
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
         self.classes_ = classes
         self.module_ = result.model.cpu().eval()  # portable: pickles and unpickles without a GPU
+        # How to build the network again when unpickling (see __getstate__), fixed at fit.
+        self._network_spec = (self.model, copy.deepcopy(self.model_params), n_chans, n_times, len(classes), sfreq)
         self.scale_ = scale
         self.n_chans_, self.n_times_ = n_chans, n_times
         self.sfreq_ = sfreq
         self.ch_names_ = ch_names
         self.max_epochs_ = max_epochs
-        self.device_ = str(device)
+        self.device_ = str(result.device)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         return self
+
+    def __getstate__(self):
+        # Networks with parametrizations (braindecode's max-norm constraints, in FBCNet for one)
+        # refuse to be pickled whole: pickle the weights, and build the network again on load.
+        state = super().__getstate__()
+        if isinstance(state.get("module_"), torch.nn.Module):
+            state = dict(state, module_={"state_dict": {k: v.detach().cpu() for k, v in
+                                                        state["module_"].state_dict().items()}})
+        return state
+
+    def __setstate__(self, state):
+        stored = state.get("module_")
+        if isinstance(stored, dict) and "state_dict" in stored:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # any warning was given at fit
+                network = _build_network(*state["_network_spec"])
+            network.load_state_dict(stored["state_dict"])
+            state = dict(state, module_=network.eval())
+        super().__setstate__(state)
 
     def _logits(self, X) -> torch.Tensor:
         check_is_fitted(self, "module_")

@@ -34,6 +34,16 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def local_rank() -> int:
+    """This process's index on its node: ``LOCAL_RANK`` (torchrun sets it), else the global rank modulo
+    the node's GPUs when a process group is up, else 0. It picks the GPU (``cuda:local_rank``)."""
+    if "LOCAL_RANK" in os.environ:
+        return int(os.environ["LOCAL_RANK"])
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() % max(1, torch.cuda.device_count())
+    return 0
+
+
 def setup(mode, device_type: str) -> Topology:
     """The topology of this run, initialising the default process group if needed.
 
@@ -58,9 +68,7 @@ def setup(mode, device_type: str) -> Topology:
             return Topology()
         # The group lives as long as the process: a second fit in the same launch reuses it.
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    world = dist.get_world_size()
-    local = int(os.environ.get("LOCAL_RANK", dist.get_rank() % max(1, torch.cuda.device_count() or 1)))
-    return Topology(rank=dist.get_rank(), world_size=world, local_rank=local)
+    return Topology(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank())
 
 
 def all_reduce_sum(values: torch.Tensor, topology: Topology) -> torch.Tensor:

@@ -103,6 +103,8 @@ class TrainResult:
         Epoch (1-based) from which the model ran compiled; None if never.
     n_train, n_val : int
     world_size : int
+    device : torch.device
+        Where the model was trained.
     """
 
     model: nn.Module
@@ -114,6 +116,7 @@ class TrainResult:
     n_train: int = 0
     n_val: int = 0
     world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 def _collate_xy(items):
@@ -333,11 +336,10 @@ class Trainer:
         TrainResult
         """
         config = self.config.validate()
-        device_type = resolve_device(config.device).type
-        topology = ddp.setup(config.distributed, device_type)
-        device = resolve_device(config.device, topology.local_rank)
+        device = resolve_device(config.device, ddp.local_rank())
         if device.type == "cuda":
-            torch.cuda.set_device(device)
+            torch.cuda.set_device(device)  # before NCCL starts: its communicator binds the current device
+        topology = ddp.setup(config.distributed, device.type)
         with _determinism(config, device):
             return self._fit(model, X, y, val, config, topology, device)
 
@@ -391,7 +393,7 @@ class Trainer:
                 state["best_state"] = {k: v.to(device) for k, v in state["best_state"].items()}
             if saved["finished"]:
                 raw.eval()
-                return self._result(raw, state, resumed_from, train_idx, val_idx, topology)
+                return self._result(raw, state, resumed_from, train_idx, val_idx, topology, device)
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             rngs = saved["rng"]
@@ -447,13 +449,14 @@ class Trainer:
         if config.restore_best and state["best_state"] is not None:
             raw.load_state_dict(state["best_state"])
         raw.eval()
-        return self._result(raw, state, resumed_from, train_idx, val_idx, topology)
+        return self._result(raw, state, resumed_from, train_idx, val_idx, topology, device)
 
     def _train_epoch(self, runner, raw, optimizer, scheduler, source, plan, bf16, topology, device, config,
                      timing) -> dict:
         runner.train()
-        # Sums stay on the device: reading them each step would stall the GPU; one read per epoch.
-        total = torch.zeros(2, dtype=torch.float64, device=device)
+        # The loss sum stays on the device: reading it each step would stall the GPU; one read per epoch.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        count = 0
         params = [p for p in raw.parameters() if p.requires_grad]
         started_first, started_second = time.perf_counter(), None
         n_steps = 0
@@ -473,8 +476,8 @@ class Trainer:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            total += torch.stack([loss.detach().double() * n_local, torch.tensor(float(n_local), dtype=torch.float64,
-                                                                                 device=device)])
+            loss_sum += loss.detach().double() * n_local
+            count += n_local
             n_steps += 1
             if timing and n_steps == 1:
                 if device.type == "cuda":
@@ -489,7 +492,13 @@ class Trainer:
                 epoch_seconds = (time.perf_counter() - started_second) * n_steps / (n_steps - 1)
             else:
                 epoch_seconds = time.perf_counter() - started_first
+        total = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])
         total = ddp.all_reduce_sum(total, topology).tolist()
+        if timing and topology.active:
+            # One decision for all processes: compiled and eager DDP replicas must not be mixed.
+            slowest = torch.tensor([epoch_seconds], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
+            epoch_seconds = float(slowest.item())
         return {"loss": total[0] / total[1], "epoch_seconds": epoch_seconds}
 
     def _evaluate(self, runner, source, indices, batch_size, bf16, topology, device) -> dict:
@@ -577,11 +586,11 @@ class Trainer:
                              f"trials; these data have {n_train} and {n_val}")
 
     @staticmethod
-    def _result(raw, state, resumed_from, train_idx, val_idx, topology) -> TrainResult:
+    def _result(raw, state, resumed_from, train_idx, val_idx, topology, device) -> TrainResult:
         return TrainResult(model=raw, history=list(state["history"]), best_epoch=state["best_epoch"],
                            stopped_early=bool(state["stopped_early"]), resumed_from=resumed_from,
                            compiled_at=state["compiled_at"], n_train=len(train_idx), n_val=len(val_idx),
-                           world_size=topology.world_size)
+                           world_size=topology.world_size, device=device)
 
     @staticmethod
     def _describe(record, config) -> str:
