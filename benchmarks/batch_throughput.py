@@ -17,7 +17,9 @@ labels and probabilities against ``results/<id>.csv``. The report (``write_repor
 its own. Each of the three runs is repeated ``--repeats`` times (default 3), interleaved, from a
 cold start each time (joblib's worker processes shut down, the model cache emptied, as for a new
 command), and the fastest is kept: the machine this was measured on is shared, and the fastest
-repeat is the one least disturbed. Run with one BLAS thread per process::
+repeat is the one least disturbed. A control measures what a second worker process can gain on
+the machine at all: the same CPU-bound numpy work in 1 and in 2 joblib processes. Run with one
+BLAS thread per process::
 
     OPENBLAS_NUM_THREADS=1 NEURODECODE_DATA=/path/to/data python benchmarks/batch_throughput.py
 """
@@ -74,6 +76,29 @@ def plain_loop(files, estimator, card) -> dict:
         starts = np.arange(0, x.shape[1] - n_window + 1, n_step)
         windows = np.stack([x[:, s:s + n_window] for s in starts])
         out[path] = (estimator.predict(windows), estimator.predict_proba(windows))
+    return out
+
+
+def _numpy_work(seed: int) -> float:
+    x = np.random.default_rng(seed).normal(size=(64, 20000))
+    for _ in range(40):
+        np.cov(x)
+    return 0.0
+
+
+def machine_control(n_tasks: int = 16) -> dict:
+    """Seconds for the same CPU-bound numpy work in 1 and in 2 joblib processes (workers started beforehand).
+
+    The control says what two workers can gain on this machine at all, whatever the batch does.
+    """
+    from joblib import Parallel, delayed
+
+    out = {}
+    for workers in (1, 2):
+        Parallel(n_jobs=workers)(delayed(_numpy_work)(i) for i in range(workers))  # start the workers
+        start = time.perf_counter()
+        Parallel(n_jobs=workers)(delayed(_numpy_work)(i) for i in range(n_tasks))
+        out[workers] = time.perf_counter() - start
     return out
 
 
@@ -157,7 +182,10 @@ def main(argv=None) -> None:
     loop = rates["plain MNE loop"][1]
     print(f"\n2 workers / 1 worker: {two / one:.2f}x; run_batch (1 worker) / plain loop: {one / loop:.2f}x; "
           f"run_batch (2 workers) / plain loop: {two / loop:.2f}x")
+    control = machine_control()
     print(f"report of {n} recordings: {report_seconds:.1f} s")
+    print(f"control, the same numpy work (16 x 40 covariances of 64 x 20000) in 1 and 2 processes: "
+          f"{control[1]:.1f} s and {control[2]:.1f} s ({control[1] / control[2]:.2f}x from the second worker)")
     print(f"outputs of 1 and 2 workers byte-identical: {same}")
     print(f"plain loop vs run_batch on the {scored} scored recordings: labels identical in {labels_equal}, "
           f"largest probability difference {max_diff:.1e}")

@@ -221,7 +221,7 @@ def _add_batch_parser(sub) -> None:
                             "windows get a true class and an accuracy")
     batch.add_argument("--montage", default=None, metavar="NAME",
                        help="standard montage giving positions by channel name to recordings without any "
-                            "(e.g. standard_1005), for the report's scalp maps")
+                            "(e.g. colin27_1005), for the report's scalp maps")
     batch.add_argument("--step", type=float, default=None, metavar="SECONDS",
                        help="seconds between windows (default: a quarter of the model's window)")
     batch.add_argument("--no-report", action="store_true", help="do not write the HTML report")

@@ -328,7 +328,8 @@ def _to_csv(table: pd.DataFrame) -> bytes:
 
 
 def _to_json(result: dict) -> bytes:
-    return (json.dumps(result, indent=1, sort_keys=True, allow_nan=False, default=_json_default) + "\n").encode()
+    text = json.dumps(_finite(result), indent=1, sort_keys=True, allow_nan=False, default=_json_default)
+    return (text + "\n").encode()
 
 
 def _json_default(value):
@@ -465,9 +466,10 @@ def _analyse(path: Path, task: dict, model, card, result: dict, scrub: _Scrubber
         return None, True
     try:
         table = predict_recording(model, card, matched, step_s=task.get("step_s"))
-    except NeurodecodeDataError as err:
+    except (NeurodecodeDataError, ValueError) as err:  # the model refusing these samples (NaN): the same next time
         result["status"] = "failed"
-        result["reason"] = scrub("; ".join(r for r in (result["reason"], f"cannot be scored: {err}") if r))
+        why = f"cannot be scored: {type(err).__name__}: {err}"
+        result["reason"] = scrub("; ".join(r for r in (result["reason"], why) if r))
         return None, True
     columns = [c for c in table.columns if c in _PREDICTION_COLUMNS or c.startswith("proba_")]
     table = table[columns].copy()
@@ -560,8 +562,8 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
         the model's classes (then windows get a ``true`` class and an accuracy is reported). A key
         matches a whole description or what follows its last ``/`` (BrainVision's ``Comment/T1``).
     montage : str or None
-        A standard montage (``"standard_1005"``) giving channel positions by name to recordings
-        that have none, for the report's scalp maps.
+        A standard montage (``"colin27_1005"``, MNE 1.13's name for standard_1005) giving positions
+        by channel name to recordings that have none, for the report's scalp maps.
     stream : file or None
         Where the run's one-line messages go (default stderr).
 
@@ -577,10 +579,6 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
     BatchError
         The input folder or the model cannot be used (:class:`NoRecordingsError`: no recording).
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
-    from .. import __version__
     from ..benchmark.scaleout import joblib_backend
     from .model_file import ModelFileError, read_card
 
@@ -606,6 +604,21 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
     if clashes.any():
         raise BatchError(f"{int(clashes.sum())} recording(s) get the same id; use ids='hash'")
 
+    # The scheduler first: an unreachable one is a usage error that must leave the output folder untouched.
+    with joblib_backend(scheduler, n_workers=n_jobs if scheduler == "local" and n_jobs > 1 else None) as n_cluster:
+        return _run(input_dir, out_dir, recordings, rec_ids, rel, card, model_path, model_sha256, n_jobs,
+                    n_cluster if scheduler is not None else None, progress, keep_names, stream,
+                    _options_key(resample, score_flagged, step_s, events, montage))
+
+
+def _run(input_dir, out_dir, recordings, rec_ids, rel, card, model_path, model_sha256, n_jobs, n_cluster, progress,
+         keep_names, stream, options) -> pd.DataFrame:
+    """The planned run, inside the parallel backend (see :func:`run_batch`)."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir / RESULTS_DIR)
     remove_stale_temporaries(out_dir)
@@ -614,7 +627,6 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
     manifest = Manifest(out_dir)
     completed = manifest.completed()
-    options = _options_key(resample, score_flagged, step_s, events, montage)
     tasks, reused, failed_now = [], [], {}
     for path in recordings:
         rec_id = rec_ids[path]
@@ -642,21 +654,20 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
 
     start = time.perf_counter()
     n_computed = 0
-    with joblib_backend(scheduler, n_workers=n_jobs if scheduler == "local" and n_jobs > 1 else None) as n_cluster:
-        workers = n_jobs if scheduler is None else (n_cluster if n_jobs in (1, -1) else n_jobs)
-        bar = tqdm(total=len(tasks), desc="recordings", unit="rec", disable=not progress, file=sys.stderr)
-        if tasks:
-            parallel = Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="2*n_jobs")
-            for done in parallel(delayed(process_recording)(t) for t in tasks):
-                if done["complete"]:
-                    manifest.append({"event": "done", "id": done["id"], "key": next(t["key"] for t in tasks
-                                                                                     if t["id"] == done["id"]),
-                                     "status": done["status"], "files": done["files"]})
-                n_computed += 1
-                bar.update(1)
-                if done["status"] != "ok":
-                    bar.write(f"  {done['id']}: {done['status']}: {done['reason']}", file=stream)
-        bar.close()
+    workers = n_jobs if n_cluster is None else (n_cluster if n_jobs in (1, -1) else n_jobs)
+    bar = tqdm(total=len(tasks), desc="recordings", unit="rec", disable=not progress, file=sys.stderr)
+    if tasks:
+        parallel = Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="2*n_jobs")
+        keys = {t["id"]: t["key"] for t in tasks}
+        for done in parallel(delayed(process_recording)(t) for t in tasks):
+            if done["complete"]:
+                manifest.append({"event": "done", "id": done["id"], "key": keys[done["id"]],
+                                 "status": done["status"], "files": done["files"]})
+            n_computed += 1
+            bar.update(1)
+            if done["status"] != "ok":
+                bar.write(f"  {done['id']}: {done['status']}: {done['reason']}", file=stream)
+    bar.close()
     seconds = time.perf_counter() - start
 
     ordered = sorted(rec_ids.values())

@@ -246,11 +246,16 @@ def test_broken_copies_are_reported_with_their_reason(main_run, file, status, re
 
 def test_flagged_recordings_are_scored_when_asked(tmp_path, inputs, model_path):
     _link(inputs / "fif" / "hum_raw.fif", tmp_path / "in" / "hum_raw.fif")
+    _link(inputs / "fif" / "nan_raw.fif", tmp_path / "in" / "nan_raw.fif")
     summary = run_batch(tmp_path / "in", model_path, tmp_path / "out", score_flagged=True, events=EVENTS,
-                        step_s=STEP, progress=False)
-    row = summary.iloc[0]
+                        step_s=STEP, progress=False, ids="name")
+    row = summary.set_index("id").loc["hum_raw.fif"]
     assert row["status"] == "flagged" and row["qc_failed"] == "line_noise" and row["n_windows"] > 0
     assert not pd.isna(row["accuracy"])
+    # NaN samples cannot be scored: a failure, with both reasons, recorded as final (not retried by a rerun).
+    row = summary.set_index("id").loc["nan_raw.fif"]
+    assert row["status"] == "failed" and row["reason"].startswith("QC failed: nonfinite 10 > 0 (O1); cannot be scored")
+    assert "nan_raw.fif" in Manifest(tmp_path / "out").completed()
 
 
 def test_resample_scores_another_rate(tmp_path, inputs, model_path):
@@ -440,6 +445,9 @@ def test_command_exit_status(four, model_path, tmp_path, capsys):
     assert "no recording" in capsys.readouterr().err
     assert main(["batch", str(good), "--out", str(tmp_path / "c"), "--model", str(model_path), "--events", "T1"]) == 2
     assert "events must look like" in capsys.readouterr().err
+    # An unreachable scheduler is found before anything is written (5 s: the connection timeout).
+    assert main(["batch", str(good), "--out", str(tmp_path / "d"), *args, "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
 def test_no_recordings_is_an_error(tmp_path, model_path):

@@ -47,6 +47,23 @@ def test_parameters_are_stored_as_given_clone_and_set_params():
         clf.fit(X, y)
 
 
+# scikit-learn's own checks that need no data. The others of `check_estimator` feed 2-D tables
+# (n_samples, n_features), which are not trials of (channels, times): their intents (fit leaves the
+# parameters alone, NaN and wrong shapes refused, pickling, clone-and-refit equality) are checked on
+# 3-D trials in tests/test_estimator_checks.py, where DeepClassifier is listed.
+SKLEARN_CHECKS = ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
+                  "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
+                  "check_estimator_repr", "check_mixin_order", "check_do_not_raise_errors_in_init_or_set_params",
+                  "check_estimator_tags_renamed"]
+
+
+@pytest.mark.parametrize("check", SKLEARN_CHECKS)
+def test_sklearn_checks_without_data(check):
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)("DeepClassifier", DeepClassifier())
+
+
 def test_fit_predict_shapes_classes_and_learned_attributes():
     X, y = _rhythm(40, 0)
     clf = _small(max_epochs=3).fit(X, y)

@@ -1,0 +1,263 @@
+"""Deep decoders trained with the one trainer on a GPU, against Cov+TS+LR and ACM, on MOABB's own folds.
+
+Input: the ``.npz`` written by ``benchmarks/export_gpu_data.py`` (the benchmark's epochs, float16,
+and MOABB's within-session fold indices). Protocols:
+
+* ``within``: each subject's MOABB within-session folds (36 training trials, 9 test), ROC-AUC.
+  ``scratch``: the network trained on the fold's 36 trials alone (early stopping on a stratified
+  20 % validation split, augmentation). ``pretrain``: first trained on the 19 *other* subjects'
+  trials, then fine-tuned on the fold's training trials; each subject's trials are whitened by
+  their own mean covariance (Euclidean alignment), the test subject's from its fold's training
+  trials only, so no test trial is seen before testing.
+* ``loso``: leave one subject out of the 20; trained on the others (EA per subject; the held-out
+  subject is aligned with the mean covariance of its own trials, unlabelled: transductive, as in
+  the EA literature), ROC-AUC on all 45 trials of the held-out subject.
+
+Classical anchors on the same folds: Cov(oas)+TS+LR (neurodecode's transforms) and, within-session,
+the ``ACM(selected)+TS+SVM`` pipeline of ``pipelines/ACM_TS_SVM.yml`` (built from the YAML with the
+same steps and parameters).
+
+    python benchmarks/deep_gpu.py --data .gpu_data/eegmmidb_lr.npz --jobs within:scratch:EEGNet \
+        within:pretrain:EEGNet loso:ea:EEGNet classical --out results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO = Path(__file__).resolve().parents[1]
+#: ``--smoke``: a CPU check of the script itself (3 subjects, 2 epochs); never a reported figure.
+SMOKE = {"on": False}
+DEVICE = {"name": "cuda", "sfreq": None}
+DEEP = {"EEGNet": dict(lr=1e-3), "ShallowFBCSPNet": dict(lr=6.25e-4), "FBCNet": dict(lr=1e-3)}
+
+
+def load(path):
+    d = np.load(path)
+    X = d["X"].astype(np.float32)
+    return X, d["y"].astype(np.int64), d["subject"].astype(int), d["folds"], float(d["sfreq"])
+
+
+def roc_auc(y, score):
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def ea_matrix(X):
+    """R^{-1/2} of the mean trial covariance (Euclidean alignment, He & Wu 2019)."""
+    C = np.einsum("nct,ndt->cd", X.astype(np.float64), X.astype(np.float64)) / (X.shape[0] * X.shape[2])
+    w, v = np.linalg.eigh(C)
+    return ((v / np.sqrt(np.maximum(w, w.max() * 1e-10))) @ v.T).astype(np.float32)
+
+
+def align(X, W):
+    return np.einsum("cd,ndt->nct", W, X).astype(np.float32)
+
+
+def aligned_by_subject(X, subject, subjects):
+    out = np.empty_like(X)
+    for s in subjects:
+        m = subject == s
+        out[m] = align(X[m], ea_matrix(X[m]))
+    return out
+
+
+def deep(name, *, seed, max_epochs=200, patience=30, augment=("smooth_time_mask", "channels_dropout", "sign_flip"),
+         **over):
+    from neurodecode.models.deep import DeepClassifier
+
+    if SMOKE["on"]:
+        max_epochs = 2
+    params = dict(model=name, max_epochs=max_epochs, patience=patience, batch_size=32, device=DEVICE["name"],
+                  sfreq=DEVICE["sfreq"], random_state=seed, augment=list(augment), val_fraction=0.2, **DEEP[name])
+    params.update(over)
+    return DeepClassifier(**params)
+
+
+def finetune(pre, X, y, *, epochs, lr, seed):
+    """Continue training a fitted DeepClassifier's network on (X, y); returns a predict-proba function."""
+    import torch
+
+    from neurodecode.training import TrainConfig, Trainer, predict_logits
+
+    net = copy.deepcopy(pre.module_)
+    torch.manual_seed(seed)
+    config = TrainConfig(max_epochs=2 if SMOKE["on"] else epochs, batch_size=16, lr=lr, weight_decay=1e-2,
+                         val_fraction=0.0, patience=None, device=DEVICE["name"], seed=seed).validate()
+    Trainer(config).fit(net, (X / pre.scale_).astype(np.float32), np.searchsorted(pre.classes_, y))
+
+    def proba(Xt):
+        logits = predict_logits(net, (Xt / pre.scale_).astype(np.float32), device=DEVICE["name"])
+        return torch.softmax(logits.double(), 1).numpy()
+
+    return proba
+
+
+def cov_ts_lr():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from neurodecode.transforms.covariance import Covariances, TangentSpace
+
+    return make_pipeline(Covariances(estimator="oas"), TangentSpace(), LogisticRegression(max_iter=1000))
+
+
+def acm_from_yaml():
+    """The ACM pipeline file's steps, built as MOABB's parser builds them (import, call with parameters)."""
+    import yaml
+    from sklearn.pipeline import make_pipeline
+
+    spec = yaml.safe_load((REPO / "pipelines" / "ACM_TS_SVM.yml").read_text())
+    steps = [getattr(importlib.import_module(s["from"]), s["name"])(**(s.get("parameters") or {}))
+             for s in spec["pipeline"]]
+    return make_pipeline(*steps)
+
+
+def within_folds(subject, folds, s):
+    for k in range(folds.shape[0]):
+        idx = np.flatnonzero(subject == s)
+        yield k, idx[folds[k, idx] == 0], idx[folds[k, idx] == 1]
+
+
+def run_classical(X, y, subject, folds, which):
+    from joblib import Parallel, delayed
+
+    make = {"Cov+TS+LR": cov_ts_lr, "ACM(selected)+TS+SVM": acm_from_yaml}[which]
+
+    def one(s, k, tr, te):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            t0 = time.perf_counter()
+            clf = make().fit(X[tr].astype(np.float64), y[tr])
+            score = clf.decision_function(X[te].astype(np.float64))
+            return {"subject": int(s), "fold": k, "score": roc_auc(y[te], score), "fit_s": time.perf_counter() - t0}
+
+    subjects = np.unique(subject)
+    tasks = [(s, k, tr, te) for s in subjects for k, tr, te in within_folds(subject, folds, s)]
+    # Other jobs share the machine's cores (DEEP_GPU_CPU_JOBS, default 4).
+    n_jobs = min(int(os.environ.get("DEEP_GPU_CPU_JOBS", "4")), os.cpu_count() or 1)
+    rows = Parallel(n_jobs=n_jobs)(delayed(one)(*t) for t in tasks)
+    out = [{"pipeline": which, "protocol": "within", **r} for r in rows]
+    if which == "Cov+TS+LR":
+        for s in subjects:
+            train, test = subject != s, subject == s
+            for ea in (False, True):
+                Xa = aligned_by_subject(X, subject, subjects) if ea else X
+                clf = make().fit(Xa[train].astype(np.float64), y[train])
+                out.append({"pipeline": which + ("+EA" if ea else ""), "protocol": "loso", "subject": int(s),
+                            "score": roc_auc(y[test], clf.decision_function(Xa[test].astype(np.float64)))})
+    return out
+
+
+def _reset_memory():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory():
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else 0.0
+
+
+def run_deep(X, y, subject, folds, protocol, variant, name, seed):
+    subjects = np.unique(subject)
+    rows = []
+    if protocol == "loso":
+        Xa = aligned_by_subject(X, subject, subjects) if variant == "ea" else X
+        for s in subjects:
+            train, test = subject != s, subject == s
+            _reset_memory()
+            t0 = time.perf_counter()
+            clf = deep(name, seed=seed, max_epochs=100, patience=20).fit(Xa[train], y[train])
+            rows.append({"subject": int(s), "score": roc_auc(y[test], clf.predict_proba(Xa[test])[:, 1]),
+                         "fit_s": time.perf_counter() - t0, "epochs": len(clf.history_), "best_epoch": clf.best_epoch_,
+                         "gpu_mem_mb": _peak_memory()})
+    elif variant == "scratch":
+        for s in subjects:
+            for k, tr, te in within_folds(subject, folds, s):
+                _reset_memory()
+                t0 = time.perf_counter()
+                clf = deep(name, seed=seed).fit(X[tr], y[tr])
+                rows.append({"subject": int(s), "fold": k, "score": roc_auc(y[te], clf.predict_proba(X[te])[:, 1]),
+                             "fit_s": time.perf_counter() - t0, "epochs": len(clf.history_),
+                             "gpu_mem_mb": _peak_memory()})
+    else:  # pretrain on the other subjects (EA), fine-tune on the fold's training trials
+        for s in subjects:
+            others = subject != s
+            Xo = aligned_by_subject(X[others], subject[others], subjects[subjects != s])
+            t0 = time.perf_counter()
+            pre = deep(name, seed=seed, max_epochs=100, patience=20).fit(Xo, y[others])
+            pre_s = time.perf_counter() - t0
+            for k, tr, te in within_folds(subject, folds, s):
+                W = ea_matrix(X[tr])  # the fold's training trials only
+                t1 = time.perf_counter()
+                proba = finetune(pre, align(X[tr], W), y[tr], epochs=30, lr=DEEP[name]["lr"] / 5, seed=seed)
+                score = roc_auc(y[te], proba(align(X[te], W))[:, 1])
+                rows.append({"subject": int(s), "fold": k, "score": score, "pretrain_s": pre_s,
+                             "finetune_s": time.perf_counter() - t1})
+    return [{"pipeline": name, "protocol": protocol, "variant": variant, "seed": seed, **r} for r in rows]
+
+
+def summary(rows):
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    key = ["pipeline", "protocol"] + (["variant"] if "variant" in df else [])
+    df = df.fillna({"variant": "-"}) if "variant" in df else df
+    per_subject = df.groupby(key + ["subject"])["score"].mean().reset_index()
+    return per_subject.groupby(key)["score"].agg(["mean", "std", "count"]).round(3)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(".gpu_data/eegmmidb_lr.npz"))
+    parser.add_argument("--jobs", nargs="+", required=True,
+                        help="classical, acm, or PROTOCOL:VARIANT:MODEL (within:scratch|pretrain, loso:ea|plain)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--smoke", action="store_true", help="3 subjects, 2 epochs: checks the script, not the models")
+    args = parser.parse_args(argv)
+    import torch
+
+    DEVICE["name"], SMOKE["on"] = args.device, args.smoke
+    X, y, subject, folds, sfreq = load(args.data)
+    DEVICE["sfreq"] = sfreq
+    if args.smoke:
+        keep = np.isin(subject, np.unique(subject)[:3])
+        X, y, subject, folds = X[keep], y[keep], subject[keep], folds[:, keep]
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    for job in args.jobs:
+        t0 = time.perf_counter()
+        if job in ("classical", "acm"):
+            rows = run_classical(X, y, subject, folds, "Cov+TS+LR" if job == "classical" else "ACM(selected)+TS+SVM")
+        else:
+            protocol, variant, name = job.split(":")
+            rows = run_deep(X, y, subject, folds, protocol, variant, name, args.seed)
+        wall = time.perf_counter() - t0
+        record = {"job": job, "device": device, "torch": torch.__version__, "wall_s": wall, "rows": rows}
+        (args.out / f"{job.replace(':', '_')}.json").write_text(json.dumps(record, indent=1))
+        print(f"== {job} on {device}: {wall:.0f} s", flush=True)
+        print(summary(rows).to_string(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
