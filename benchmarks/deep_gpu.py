@@ -80,8 +80,10 @@ def deep(name, *, seed, max_epochs=200, patience=30, augment=("smooth_time_mask"
 
     if SMOKE["on"]:
         max_epochs = 2
+    # compile=False: torch.compile made every one of these short fits slower on the H200 (docs/deep.md).
     params = dict(model=name, max_epochs=max_epochs, patience=patience, batch_size=32, device=DEVICE["name"],
-                  sfreq=DEVICE["sfreq"], random_state=seed, augment=list(augment), val_fraction=0.2, **DEEP[name])
+                  compile=False, sfreq=DEVICE["sfreq"], random_state=seed, augment=list(augment), val_fraction=0.2,
+                  **DEEP[name])
     params.update(over)
     return DeepClassifier(**params)
 
@@ -95,7 +97,7 @@ def finetune(pre, X, y, *, epochs, lr, seed):
     net = copy.deepcopy(pre.module_)
     torch.manual_seed(seed)
     config = TrainConfig(max_epochs=2 if SMOKE["on"] else epochs, batch_size=16, lr=lr, weight_decay=1e-2,
-                         val_fraction=0.0, patience=None, device=DEVICE["name"], seed=seed).validate()
+                         val_fraction=0.0, patience=None, device=DEVICE["name"], compile=False, seed=seed).validate()
     Trainer(config).fit(net, (X / pre.scale_).astype(np.float32), np.searchsorted(pre.classes_, y))
 
     def proba(Xt):
@@ -111,7 +113,9 @@ def cov_ts_lr():
 
     from neurodecode.transforms.covariance import Covariances, TangentSpace
 
-    return make_pipeline(Covariances(estimator="oas"), TangentSpace(), LogisticRegression(max_iter=1000))
+    # On the CPU: many small fits in worker processes gain nothing from a shared GPU.
+    return make_pipeline(Covariances(estimator="oas", device="cpu"), TangentSpace(device="cpu"),
+                         LogisticRegression(max_iter=1000))
 
 
 def acm_from_yaml():
@@ -175,9 +179,23 @@ def _peak_memory():
     return torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else 0.0
 
 
-def run_deep(X, y, subject, folds, protocol, variant, name, seed):
+class Rows(list):
+    """Rows written to a JSON-lines file as they come, so a run cut short keeps what it finished."""
+
+    def __init__(self, path, **fixed):
+        super().__init__()
+        self.path, self.fixed = path, fixed
+
+    def append(self, row):
+        row = {**self.fixed, **row}
+        super().append(row)
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+
+
+def run_deep(X, y, subject, folds, protocol, variant, name, seed, rows):
     subjects = np.unique(subject)
-    rows = []
     if protocol == "loso":
         Xa = aligned_by_subject(X, subject, subjects) if variant == "ea" else X
         for s in subjects:
@@ -211,7 +229,7 @@ def run_deep(X, y, subject, folds, protocol, variant, name, seed):
                 score = roc_auc(y[te], proba(align(X[te], W))[:, 1])
                 rows.append({"subject": int(s), "fold": k, "score": score, "pretrain_s": pre_s,
                              "finetune_s": time.perf_counter() - t1})
-    return [{"pipeline": name, "protocol": protocol, "variant": variant, "seed": seed, **r} for r in rows]
+    return rows
 
 
 def summary(rows):
@@ -250,7 +268,9 @@ def main(argv=None) -> int:
             rows = run_classical(X, y, subject, folds, "Cov+TS+LR" if job == "classical" else "ACM(selected)+TS+SVM")
         else:
             protocol, variant, name = job.split(":")
-            rows = run_deep(X, y, subject, folds, protocol, variant, name, args.seed)
+            rows = Rows(args.out / f"{job.replace(':', '_')}.jsonl", pipeline=name, protocol=protocol, variant=variant,
+                        seed=args.seed, device=DEVICE["name"])
+            run_deep(X, y, subject, folds, protocol, variant, name, args.seed, rows)
         wall = time.perf_counter() - t0
         record = {"job": job, "device": device, "torch": torch.__version__, "wall_s": wall, "rows": rows}
         (args.out / f"{job.replace(':', '_')}.json").write_text(json.dumps(record, indent=1))
