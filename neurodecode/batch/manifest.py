@@ -23,8 +23,9 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
+
+from .._utils.files import write_atomically
 
 __all__ = ["MANIFEST_NAME", "Manifest", "file_digest", "recording_files", "recording_digest", "write_atomic"]
 
@@ -101,18 +102,7 @@ def write_atomic(path, data: bytes) -> str:
     The temporary file is flushed to disk before the rename, so after a crash ``path`` holds
     either its previous content or all of ``data``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

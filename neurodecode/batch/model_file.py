@@ -27,13 +27,12 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.errors import NeurodecodeDataError
+from .._utils.files import write_atomically
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelCard", "ModelFileError", "TRUSTED_TYPES", "check_storable", "load_model",
            "read_card", "save_model"]
@@ -263,18 +262,7 @@ def save_model(estimator, card: ModelCard, path) -> Path:
         archive.writestr(_MANIFEST, json.dumps(manifest, indent=2))
         archive.writestr(_CARD, card_bytes)
         archive.writestr(_MODEL, model_bytes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, buffer.getvalue())
 
 
 def _first_line(err: BaseException) -> str:

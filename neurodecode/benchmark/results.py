@@ -34,11 +34,12 @@ import fcntl
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .._utils.files import write_atomically
 
 #: Columns that identify one result (one fold of one pipeline on one subject's session); every row has them.
 KEY = ("evaluation", "dataset", "pipeline", "subject", "session", "fold")
@@ -97,19 +98,7 @@ def _plain(value):
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (no half-written file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, text.encode(), mode=0o644)
 
 
 class ResultStore:

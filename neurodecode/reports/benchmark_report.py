@@ -87,11 +87,25 @@ def subject_table(sessions: pd.DataFrame) -> pd.DataFrame:
 
 
 def pipeline_ranks(sessions: pd.DataFrame) -> pd.DataFrame:
-    """Mean rank of each pipeline over subjects (1 = best score on that subject)."""
-    table = subject_table(sessions)
-    ranks = table.rank(axis=1, ascending=False, method="average")
-    return ranks.mean(axis=0).sort_values().to_frame("mean_rank").assign(
-        wins=(ranks == 1).sum(axis=0))
+    """Mean rank of each pipeline over subjects (1 = best score on that subject), per dataset.
+
+    Ranks are only comparable among the pipelines a dataset ran (an SSVEP dataset runs fewer than a
+    motor-imagery one), so each dataset is ranked on its own.
+
+    Returns
+    -------
+    ranks : DataFrame
+        Index (dataset, pipeline); columns ``mean_rank``, ``wins`` and ``of`` (pipelines ranked).
+    """
+    parts = []
+    for dataset, block in subject_table(sessions).groupby(level="dataset"):
+        block = block.dropna(axis=1, how="all")
+        ranks = block.rank(axis=1, ascending=False, method="average")
+        part = ranks.mean(axis=0).sort_values().to_frame("mean_rank").assign(
+            wins=(ranks == 1).sum(axis=0), of=block.shape[1])
+        part.index = pd.MultiIndex.from_product([[dataset], part.index], names=["dataset", "pipeline"])
+        parts.append(part)
+    return pd.concat(parts)
 
 
 def statistics(sessions: pd.DataFrame):
@@ -107,8 +121,17 @@ def statistics(sessions: pd.DataFrame):
     from moabb.analysis.meta_analysis import compute_dataset_statistics, find_significant_differences
 
     frame = sessions[["dataset", "pipeline", "subject", "session", "score"]]
-    if frame["pipeline"].nunique() < 2 or frame["subject"].nunique() < 2:
+    # MOABB combines effects over datasets pipeline pair by pipeline pair: every dataset in the
+    # meta-analysis must hold the same pipelines (an SSVEP dataset runs fewer than a motor-imagery
+    # one) and at least two subjects.
+    frame = frame.groupby("dataset").filter(lambda d: d["pipeline"].nunique() >= 2 and d["subject"].nunique() >= 2)
+    if frame.empty:
         return None
+    # The pipelines of the dataset that ran the most, and every dataset that ran all of them.
+    ran = {name: set(d["pipeline"]) for name, d in frame.groupby("dataset")}
+    widest = max(ran.values(), key=len)
+    frame = frame[frame["dataset"].isin([n for n, pipes in ran.items() if widest <= pipes])
+                  & frame["pipeline"].isin(widest)]
     stats = compute_dataset_statistics(frame)
     p_values, effects = find_significant_differences(stats)
     return stats, p_values, effects
@@ -132,12 +155,14 @@ def _score_plot(sessions, path, metric):
 def _ranking_plot(ranks, path):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(ranks) + 1.5))
-    ax.barh(ranks.index[::-1], ranks["mean_rank"][::-1], color="#3b7dd8")
-    for y, (rank, wins) in enumerate(zip(ranks["mean_rank"][::-1], ranks["wins"][::-1])):
-        ax.text(rank, y, f" {rank:.2f} ({wins} best)", va="center")
-    ax.set_xlabel("mean rank over subjects (1 = best)")
-    ax.set_xlim(0, len(ranks) + 0.8)
+    several = ranks.index.get_level_values("dataset").nunique() > 1
+    labels = [f"{d}: {p}" if several else p for d, p in ranks.index]
+    fig, ax = plt.subplots(figsize=(8 if several else 7, 0.5 * len(ranks) + 1.5))
+    ax.barh(labels[::-1], ranks["mean_rank"][::-1], color="#3b7dd8")
+    for y, (rank, wins, of) in enumerate(zip(ranks["mean_rank"][::-1], ranks["wins"][::-1], ranks["of"][::-1])):
+        ax.text(rank, y, f" {rank:.2f} of {of} ({wins} best)", va="center")
+    ax.set_xlabel("mean rank over subjects within each dataset (1 = best)")
+    ax.set_xlim(0, ranks["of"].max() + 3.5)
     ax.set_title("Pipeline ranking")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -230,6 +255,8 @@ def write_report(results, out, failures=None) -> Path:
         stats_table.to_csv(out / "statistics.csv", index=False)
         figures.update(_stats_plots(stats_table, p_values, effects, out))
         stats_html = (
+            f"<p>Datasets in the meta-analysis (those with two or more subjects, on the pipelines they all ran): "
+            f"{html.escape(', '.join(sorted(stats_table['dataset'].unique())))}.</p>"
             "<h3>Combined over datasets: p-values (row better than column)</h3>" + _html_table(p_values, 4)
             + "<h3>Standardised mean differences (row minus column)</h3>" + _html_table(effects, 2)
             + "<h3>Per dataset</h3>" + _html_table(stats_table.drop(columns=["index"], errors="ignore"), 4))

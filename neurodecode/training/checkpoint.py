@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .._utils.files import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -20,29 +21,7 @@ def save_atomically(obj, path: str | os.PathLike) -> Path:
     ``path`` (a rename within one file system is atomic): a process killed mid-write leaves the
     previous checkpoint intact, never a truncated one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
+    return write_atomically(path, lambda handle: torch.save(obj, handle), sync_folder=True)
 
 
 def load(path: str | os.PathLike) -> dict:

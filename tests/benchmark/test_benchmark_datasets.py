@@ -79,6 +79,10 @@ def test_ssvep_p300_and_motor_imagery_in_one_run(data_root, tmp_path):
     html = index.read_text()
     for name in ("eegmmidb", "eegnotebooks_muse_visual_p300", "ssvep_exo_kalunga2016"):
         assert name in html
+    # Pipelines are ranked within each dataset: ranks across paradigms would compare unlike things.
+    ranks = pd.read_csv(out / "report" / "ranking.csv", index_col=[0, 1])
+    assert ranks.loc["ssvep_exo_kalunga2016", "of"].tolist() == [1]
+    assert ranks.loc["eegnotebooks_muse_visual_p300", "of"].tolist() == [2, 2]
 
 
 def test_pseudo_online_runs_on_a_dataset_without_rest_annotations(data_root, tmp_path):
