@@ -85,6 +85,32 @@ def datasets_table(load: bool = True, names=None, stream=None, *, verify: bool =
     return rows
 
 
+def _describe_specs(specs, *, load: bool, stream=None) -> int:
+    """One block per dataset spec (card file, BIDS folder, moabb:Name): paradigm, subjects, first subject's epochs."""
+    from .data.errors import NeurodecodeDataError
+    from .data.registry import get_dataset
+
+    stream = stream or sys.stdout
+    status = 0
+    for spec in specs:
+        try:
+            ds = get_dataset(spec)
+            subjects = list(ds.subjects())
+            p = ds.paradigm
+            print(f"\n{ds.name}  [{ds.modality}, {p.kind}]  classes {list(p.classes)}, trials {list(p.interval)} s "
+                  f"after each cue, band {list(p.band) if p.band else 'none'}", file=stream)
+            print(f"  subjects present: {subjects if len(subjects) <= 12 else f'{subjects[:10]}... ({len(subjects)})'}",
+                  file=stream)
+            if load and subjects:
+                data = ds.load(subjects[:1])
+                print(f"  subject {subjects[0]}: epochs {_format_shape(data.shape)} at {data.info.sfreq:g} Hz; "
+                      f"classes {_format_counts(data.class_counts())}", file=stream)
+        except (NeurodecodeDataError, ValueError, OSError) as err:
+            print(f"neurodecode datasets: {spec}: {str(err).splitlines()[0]}", file=sys.stderr)
+            status = 1
+    return status
+
+
 def _print_row(row: dict, stream) -> None:
     unverified = row.get("unverified", 0)  # files of a user's card that give no sha256
     ok = row["verified"] + unverified == row["files"]
@@ -457,6 +483,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     ds = sub.add_parser("datasets", help="list dataset cards, verify their files, and load each one")
     ds.add_argument("names", nargs="*", help="only these datasets (default: every card)")
+    ds.add_argument("--dataset", action="append", default=[], metavar="SPEC", dest="specs",
+                    help="also describe a dataset that is not a package card: a card file, a BIDS folder or "
+                         "moabb:ClassName (repeatable): its paradigm, subjects present and first subject's epochs")
     ds.add_argument("--no-load", action="store_true", help="only check files and checksums")
     ds.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     ds.add_argument("--verify", action="store_true",
@@ -473,6 +502,8 @@ def main(argv=None) -> int:
         return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
 
     if args.command == "datasets":
+        if args.specs:
+            return _describe_specs(args.specs, load=not args.no_load)
         rows = datasets_table(load=not args.no_load, names=args.names or None, verify=args.verify,
                               card_dirs=args.cards)
         if args.json:

@@ -105,3 +105,26 @@ def eegmmidb_two_subjects(dataset_dir):
 
     dataset_dir("eegmmidb")
     return load_eegmmidb([1, 2], progress=False)
+
+
+EEGMMIDB_RUN = "eegmmidb/MNE-eegbci-data/files/eegmmidb/1.0.0/S{s:03d}/S{s:03d}R{r:02d}.edf"
+
+
+def write_eegmmidb_bids(data_root: Path, bids_root: Path, subjects, runs=(4, 8, 12), label=None) -> Path:
+    """Real eegmmidb runs written as a BIDS dataset with mne-bids (the original EDF bytes, not re-encoded).
+
+    Annotations T0/T1/T2 become the trial types rest/left_hand/right_hand in ``events.tsv``.
+    ``label(subject)`` gives the BIDS subject label (default: two digits).
+    """
+    import mne
+    import mne_bids
+
+    for subject in subjects:
+        for run in runs:
+            raw = mne.io.read_raw_edf(data_root / EEGMMIDB_RUN.format(s=subject, r=run), verbose="error")
+            raw.annotations.rename({"T0": "rest", "T1": "left_hand", "T2": "right_hand"})
+            raw.info["line_freq"] = 60.0
+            path = mne_bids.BIDSPath(subject=label(subject) if label else f"{subject:02d}", task="imagery", run=run,
+                                     datatype="eeg", root=bids_root)
+            mne_bids.write_raw_bids(raw, path, overwrite=True, verbose="error")
+    return bids_root

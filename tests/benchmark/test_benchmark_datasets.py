@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import EEGMMIDB_RUN, write_eegmmidb_bids
 from neurodecode.benchmark.runner import BenchmarkConfig, run_benchmark
 from neurodecode.data.datasets import eegmmidb
 
@@ -92,3 +93,72 @@ def test_pseudo_online_runs_on_a_dataset_without_rest_annotations(data_root, tmp
     assert results.attrs["failed"] == {}
     assert len(results) == 2 and set(results["test_runs"].astype(str)) == {"0", "1"}
     assert (results["n_test"] > 1000).all()
+
+
+def _rows(out):
+    rows = pd.read_json(out / "results.jsonl", lines=True)
+    return rows[rows["score"].notna()]
+
+
+def test_a_user_card_runs_through_datasets_and_benchmark(data_root, tmp_path):
+    # A lab's own recordings: two eegmmidb subjects' EDFs under their own names, described by a card.
+    folder = tmp_path / "my_lab"
+    folder.mkdir()
+    files = []
+    for subject, source in ((101, 1), (102, 2)):
+        for run in (4, 8, 12):
+            name = f"patient{subject}_run{run}.edf"
+            (folder / name).symlink_to(data_root / EEGMMIDB_RUN.format(s=source, r=run))
+            files.append(f'[[files]]\npath = "{name}"\nsubject = {subject}\n')
+    card = tmp_path / "my_lab.toml"
+    card.write_text('name = "my_lab"\nfolder = "my_lab"\n\n' + "\n".join(files) + """
+[events]
+T0 = "rest"
+T1 = "left_hand"
+T2 = "right_hand"
+
+[paradigm]
+name = "imagery"
+classes = ["left_hand", "right_hand"]
+interval = [0.0, 3.0]
+band = [8.0, 32.0]
+idle = "rest"
+""")
+    shown = _cli("datasets", "--dataset", str(card))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "subjects present: [101, 102]" in shown.stdout and "(45, 64, 481)" in shown.stdout
+    out = tmp_path / "out"
+    result = _cli("benchmark", str(COV_TS_LR), "--datasets", str(card), "--out", str(out), "--no-progress",
+                  "--no-report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _rows(out)
+    assert rows["dataset"].unique().tolist() == ["my_lab"] and sorted(rows["subject"].unique()) == [101, 102]
+    # The same trials as the package's eegmmidb subjects 1 and 2 (the EDF labels stay as written,
+    # e.g. "Fc5."): the scores equal those of the eegmmidb run on the same folds.
+    ref = run_benchmark(BenchmarkConfig(pipelines_dir=str(COV_TS_LR), subjects=[1, 2], out=str(tmp_path / "ref")),
+                        progress=False)
+    assert sorted(rows["score"].round(10)) == sorted(ref["score"].round(10))
+
+
+def test_a_bids_folder_runs_through_datasets_and_benchmark(data_root, tmp_path):
+    root = write_eegmmidb_bids(data_root, tmp_path / "bids", (1, 2))
+    (root / "neurodecode.toml").write_text("""name = "lab_bids"
+
+[paradigm]
+name = "imagery"
+classes = ["left_hand", "right_hand"]
+interval = [0.0, 3.0]
+band = [8.0, 32.0]
+idle = "rest"
+""")
+    shown = _cli("datasets", "--dataset", str(root))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "subjects present: [1, 2]" in shown.stdout and "(45, 64, 481)" in shown.stdout
+    out = tmp_path / "out"
+    result = _cli("benchmark", str(COV_TS_LR), "--datasets", str(root), "--out", str(out), "--no-progress",
+                  "--no-report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _rows(out)
+    assert rows["dataset"].unique().tolist() == ["lab_bids"] and len(rows) == 10
+    bad = _cli("datasets", "--dataset", str(tmp_path))
+    assert bad.returncode == 1 and "not a BIDS dataset" in bad.stderr and "Traceback" not in bad.stderr

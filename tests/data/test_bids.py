@@ -2,10 +2,10 @@
 
 import shutil
 
-import mne
 import numpy as np
 import pytest
 
+from conftest import write_eegmmidb_bids
 from neurodecode.data.dataset import Paradigm
 from neurodecode.data.errors import DataNotFoundError, InvalidDataError
 from neurodecode.data.io.bids import BIDSDataset
@@ -25,29 +25,12 @@ idle = "rest"
 """
 
 
-def _edf(root, subject: int, run: int):
-    return root / f"eegmmidb/MNE-eegbci-data/files/eegmmidb/1.0.0/S{subject:03d}/S{subject:03d}R{run:02d}.edf"
-
-
-def _write(data_root, bids_root, subject: int, run: int, label: str) -> None:
-    # The original EDF, not re-encoded: mne-bids copies an EDF it was given unchanged, and writes the
-    # renamed annotations to events.tsv (what read_raw_bids then sets as annotations).
-    raw = mne.io.read_raw_edf(_edf(data_root, subject, run), verbose="error")
-    raw.annotations.rename({"T0": "rest", "T1": "left_hand", "T2": "right_hand"})
-    raw.info["line_freq"] = 60.0
-    path = mne_bids.BIDSPath(subject=label, task="imagery", run=run, datatype="eeg", root=bids_root)
-    mne_bids.write_raw_bids(raw, path, overwrite=True, verbose="error")
-
-
 @pytest.fixture(scope="module")
 def bids_root(data_root, dataset_dir, tmp_path_factory):
     """eegmmidb subjects 1 and 2, runs 4, 8, 12, as a BIDS dataset (sub-01, sub-02), no neurodecode.toml."""
     dataset_dir("eegmmidb")
     root = tmp_path_factory.mktemp("bids") / "eegmmidb_bids"
-    for subject in (1, 2):
-        for run in RUNS:
-            _write(data_root, root, subject, run, f"{subject:02d}")
-    return root
+    return write_eegmmidb_bids(data_root, root, (1, 2), RUNS)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +81,7 @@ def test_inferred_paradigm(bids_root, reference):
 
 def test_non_numeric_subject_labels(data_root, tmp_path, reference):
     root = tmp_path / "labels"
-    _write(data_root, root, 1, 4, "bob")
-    _write(data_root, root, 2, 4, "alice")
+    write_eegmmidb_bids(data_root, root, (1, 2), (4,), label={1: "bob", 2: "alice"}.get)
     ds = BIDSDataset(root, paradigm=LEFT_RIGHT)
     assert ds.subjects() == (1, 2)  # alice, bob in sorted order
     assert ds.recordings(1)[0].extra["bids_subject"] == "alice"
