@@ -56,10 +56,14 @@ def data_root() -> Path:
     return root.resolve()
 
 
+def cache_dir() -> Path:
+    """neurodecode's cache: ``$NEURODECODE_CACHE``, else ``$XDG_CACHE_HOME/neurodecode`` or ``~/.cache/neurodecode``."""
+    return Path(os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "neurodecode"))
+
+
 def _cache_file() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "neurodecode")
-    return Path(base) / "sha256.json"
+    return cache_dir() / "sha256.json"
 
 
 def _read_cache() -> dict:

@@ -6,6 +6,8 @@ A spec is what a user types after ``--datasets``:
   with a variant after a colon (``eegmmidb:hands_feet``);
 * a path to a card the user wrote (``path/to/card.toml``, same schema as the package's cards);
 * a path to a BIDS dataset folder (one holding ``dataset_description.json``);
+* a path to a folder of recordings holding a ``neurodecode.toml`` (paradigm, events mapping,
+  how file names give subjects): see :func:`neurodecode.data.io.card_recordings.folder_card`;
 * ``moabb:ClassName`` (``moabb:BNCI2014_001``): a MOABB dataset class whose files are
   already in MNE's data folder, read offline.
 
@@ -79,7 +81,11 @@ def get_dataset(spec) :
         if (path / "dataset_description.json").is_file():
             from .io.bids import BIDSDataset
             return BIDSDataset(path)
-        raise NeurodecodeDataError(f"{spec} is a folder but not a BIDS dataset (no dataset_description.json in it)")
+        from .io.card_recordings import FOLDER_CARD, CardDataset, folder_card
+        if (path / FOLDER_CARD).is_file():
+            return CardDataset(folder_card(path))
+        raise NeurodecodeDataError(f"{spec} is a folder but not a BIDS dataset (no dataset_description.json in it) "
+                                   f"nor a folder of recordings described by a {FOLDER_CARD}")
     name, _, variant = spec.partition(":")
     card = card_for(name)
     if "paradigm" not in card.extra:

@@ -162,3 +162,36 @@ idle = "rest"
     assert rows["dataset"].unique().tolist() == ["lab_bids"] and len(rows) == 10
     bad = _cli("datasets", "--dataset", str(tmp_path))
     assert bad.returncode == 1 and "not a BIDS dataset" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_folder_of_recordings_with_an_events_mapping_trains_and_benchmarks(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEURODECODE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "night_batch"
+    folder.mkdir()
+    for subject, source in ((11, 1), (12, 2)):
+        for run in (4, 8, 12):
+            (folder / f"sub{subject}_r{run:02d}.edf").symlink_to(data_root / EEGMMIDB_RUN.format(s=source, r=run))
+    (folder / "neurodecode.toml").write_text("""subject_pattern = 'sub(\\d+)_'
+
+[events]
+T1 = "left_hand"
+T2 = "right_hand"
+
+[paradigm]
+name = "imagery"
+classes = ["left_hand", "right_hand"]
+interval = [0.0, 3.0]
+band = [8.0, 32.0]
+""")
+    before = sorted(p.name for p in folder.iterdir())
+    model = tmp_path / "model.ndm"
+    trained = _cli("train", str(COV_TS_LR), "--dataset", str(folder), "--out", str(model))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "subjects 11,12" in trained.stdout and model.is_file()
+    out = tmp_path / "out"
+    result = _cli("benchmark", str(COV_TS_LR), "--datasets", str(folder), "--out", str(out), "--no-progress",
+                  "--no-report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _rows(out)
+    assert rows["dataset"].unique().tolist() == ["night_batch"] and sorted(rows["subject"].unique()) == [11, 12]
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written into the user's folder

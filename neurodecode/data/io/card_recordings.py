@@ -304,3 +304,74 @@ class CardDataset(Dataset):
 
 
 __all__ = ["CardDataset"]
+
+
+#: The description a folder of recordings carries (no file list: the folder is scanned).
+FOLDER_CARD = "neurodecode.toml"
+
+
+def folder_card(folder) -> Path:
+    """The card a folder of recordings implies: every recording in it, subjects from the file names.
+
+    The folder holds recordings (any format MNE reads) and a ``neurodecode.toml`` with the card's
+    ``[paradigm]`` and ``[events]`` tables, optionally ``name``, ``modality``, ``stim_channel`` and
+    ``subject_pattern``: a regular expression searched in each file's path relative to the folder,
+    whose first group (or a group named ``subject``) is the subject number; optional groups named
+    ``session`` and ``run`` give those (default: every file is session "0", runs in name order).
+    The default pattern is the first number in the path (``patient07_run2.edf`` -> subject 7).
+
+    The card is written to the checksum cache folder (``$NEURODECODE_CACHE``), never into the
+    recordings' folder, and made anew on each call, so added files are picked up.
+
+    Returns
+    -------
+    path : Path
+        The generated card file.
+    """
+    import hashlib
+    import json
+    import re
+
+    from ..cards import cache_dir
+
+    folder = Path(folder).expanduser().resolve()
+    described = folder / FOLDER_CARD
+    try:
+        with open(described, "rb") as fh:
+            table = tomllib.load(fh)
+    except FileNotFoundError:
+        raise DataNotFoundError(f"{folder} has no {FOLDER_CARD}: a folder of recordings needs one with [paradigm] "
+                                "and [events] tables (see docs/own_data.md)") from None
+    except tomllib.TOMLDecodeError as err:
+        raise InvalidDataError(f"{described} is not valid TOML: {err}") from None
+    try:
+        pattern = re.compile(table.pop("subject_pattern", r"(\d+)"))
+    except re.error as err:
+        raise InvalidDataError(f"{described}: subject_pattern is not a regular expression: {err}") from None
+    entries = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in _RECORDING_SUFFIXES and p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        match = pattern.search(relative)
+        if match is None:
+            raise InvalidDataError(f"{described}: subject_pattern {pattern.pattern!r} finds no subject in {relative!r}")
+        groups = match.groupdict()
+        entry = {"path": relative, "subject": int(groups.get("subject") or match.group(1))}
+        for key in ("session", "run"):
+            if groups.get(key) is not None:
+                entry[key] = groups[key]
+        entries.append(entry)
+    if not entries:
+        raise DataNotFoundError(f"{folder} holds no recording MNE reads ({', '.join(sorted(_RECORDING_SUFFIXES))})")
+    card = {"name": table.pop("name", folder.name), "folder": str(folder), **table}
+    lines = [f"{key} = {json.dumps(value)}" for key, value in card.items() if not isinstance(value, dict)]
+    for key, value in card.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines += [f"{json.dumps(str(k))} = {json.dumps(v)}" for k, v in value.items()]
+    for entry in entries:
+        lines.append("\n[[files]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
+    out = cache_dir() / "folder_cards" / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:16]}.toml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
