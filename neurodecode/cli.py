@@ -177,6 +177,9 @@ def _add_benchmark_parser(sub) -> None:
     bench.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="Dask scheduler address, or 'local' for a local cluster")
     bench.add_argument("--full", action="store_true", help="the full study: every subject and every pipeline")
+    bench.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                       help="run the pipelines' torch parts (deep networks, GPU geometry) there; auto: CUDA when "
+                            "present. Part of the result key (default: as each pipeline file says)")
     bench.add_argument("--no-report", action="store_true", help="only run the folds")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -187,7 +190,7 @@ def _benchmark(args) -> int:
 
     config = BenchmarkConfig(pipelines_dir=args.pipelines_dir, datasets=args.datasets, subjects=args.subjects,
                              pipelines=args.pipelines, evaluation=args.evaluation, out=args.out,
-                             n_jobs=args.n_jobs, scheduler=args.scheduler, full=args.full)
+                             n_jobs=args.n_jobs, scheduler=args.scheduler, full=args.full, device=args.device)
     from .data.errors import NeurodecodeDataError
 
     try:

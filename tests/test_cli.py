@@ -5,12 +5,15 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from neurodecode.cli import main
 from neurodecode.data import cards as cards_module
 from neurodecode.data import get_card, sha256_of
+
+REPO_PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 
 def test_datasets_command_reports_real_shapes(data_root, isolated_cache, tmp_path, capsys):
@@ -249,3 +252,20 @@ def test_load_recording_names_a_file_that_is_not_a_recording(tmp_path):
     message = str(info.value)
     assert str(path) in message and "not a recording" in message and "AssertionError" in message
     assert not message.rstrip().endswith(":")
+
+
+def test_benchmark_device_flag(data_root, tmp_path, capsys):
+    import torch
+
+    from neurodecode.benchmark.runner import load_pipelines, on_device
+
+    specs, _ = load_pipelines(REPO_PIPELINES / "EEGNet.py")
+    (cpu,) = on_device(specs, "cpu")
+    assert cpu.pipeline.get_params()["deepclassifier__device"] == "cpu" and cpu.hash != specs[0].hash
+    (same,) = on_device(specs, None)
+    assert same is specs[0]
+    if not torch.cuda.is_available():
+        code = main(["benchmark", str(REPO_PIPELINES / "COV_TS_LR.yml"), "--device", "cuda", "--subjects", "1",
+                     "--out", str(tmp_path / "out"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and "torch sees no CUDA device" in err and "Traceback" not in err

@@ -43,7 +43,7 @@ import tempfile
 import time
 import traceback
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -440,6 +440,10 @@ class BenchmarkConfig:
         Dask scheduler address, ``"local"`` for a local cluster, or None (no Dask).
     full : bool
         The full study: every subject (unless ``subjects`` names some).
+    device : str or None
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when torch sees it): set on every ``device``
+        parameter of the pipelines (deep networks, the GPU geometry), so that their folds run
+        there; part of the result key. None: each pipeline as its file says.
     """
 
     pipelines_dir: str = "pipelines"
@@ -451,6 +455,7 @@ class BenchmarkConfig:
     n_jobs: int = 1
     scheduler: str | None = None
     full: bool = False
+    device: str | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -545,6 +550,35 @@ def _guarded(func, *args, **kwargs):
         return "ok", func(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - one failing pipeline must not stop the run
         return "error", f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+
+
+def on_device(specs, device):
+    """The pipelines with every ``device`` parameter set to ``device`` (None: unchanged).
+
+    ``"auto"`` is resolved here, so that the rows say where they were computed: a pipeline run on
+    another device gets another hash, and its rows are never mixed with the CPU's.
+    """
+    if device is None:
+        return specs
+    import torch
+
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"--device must be auto, cpu or cuda; got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA device on this machine; use --device auto or cpu")
+    out = []
+    for spec in specs:
+        keys = [k for k in spec.pipeline.get_params(deep=True) if k == "device" or k.endswith("__device")]
+        if keys:
+            from sklearn.base import clone
+
+            pipeline = clone(spec.pipeline).set_params(**{k: device for k in keys})
+            digest = hashlib.sha256(f"{spec.hash}|device={device}".encode()).hexdigest()[:len(spec.hash) or 16]
+            spec = replace(spec, pipeline=pipeline, hash=digest)
+        out.append(spec)
+    return out
 
 
 def _bind_signal(estimator, info):
@@ -875,6 +909,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, stream=None
     stored_rows = store.rows()  # a foreign line in results.jsonl is reported now, not after hours of folds
     datasets = resolve_datasets(config.datasets)
     chosen, load_failures = load_pipelines(config.pipelines_dir, config.pipelines)
+    chosen = on_device(chosen, config.device)
     pipelines = {ds.name: [p for p in chosen if moabb_glue.paradigm_name(ds.paradigm) in p.paradigms]
                  for ds in datasets}
     subjects = {ds.name: _select_subjects(ds, config.subjects, config.full) for ds in datasets}
