@@ -16,6 +16,13 @@ from neurodecode.data.datasets import eegmmidb
 REPO = Path(__file__).resolve().parents[2]
 EEGMMIDB_FILES = Path("eegmmidb/MNE-eegbci-data/files/eegmmidb/1.0.0")
 COV_TS_LR = REPO / "pipelines" / "COV_TS_LR.yml"
+#: Left vs right imagery, as a card or a neurodecode.toml says it.
+LEFT_RIGHT = """[paradigm]
+name = "imagery"
+classes = ["left_hand", "right_hand"]
+interval = [0.0, 3.0]
+band = [8.0, 32.0]
+"""
 
 
 def _cli(*args, env=None):
@@ -117,13 +124,7 @@ T0 = "rest"
 T1 = "left_hand"
 T2 = "right_hand"
 
-[paradigm]
-name = "imagery"
-classes = ["left_hand", "right_hand"]
-interval = [0.0, 3.0]
-band = [8.0, 32.0]
-idle = "rest"
-""")
+""" + LEFT_RIGHT + 'idle = "rest"\n')
     shown = _cli("datasets", "--dataset", str(card))
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "subjects present: [101, 102]" in shown.stdout and "(45, 64, 481)" in shown.stdout
@@ -142,15 +143,7 @@ idle = "rest"
 
 def test_a_bids_folder_runs_through_datasets_and_benchmark(data_root, tmp_path):
     root = write_eegmmidb_bids(data_root, tmp_path / "bids", (1, 2))
-    (root / "neurodecode.toml").write_text("""name = "lab_bids"
-
-[paradigm]
-name = "imagery"
-classes = ["left_hand", "right_hand"]
-interval = [0.0, 3.0]
-band = [8.0, 32.0]
-idle = "rest"
-""")
+    (root / "neurodecode.toml").write_text('name = "lab_bids"\n\n' + LEFT_RIGHT)
     shown = _cli("datasets", "--dataset", str(root))
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "subjects present: [1, 2]" in shown.stdout and "(45, 64, 481)" in shown.stdout
@@ -177,12 +170,7 @@ def test_a_folder_of_recordings_with_an_events_mapping_trains_and_benchmarks(dat
 T1 = "left_hand"
 T2 = "right_hand"
 
-[paradigm]
-name = "imagery"
-classes = ["left_hand", "right_hand"]
-interval = [0.0, 3.0]
-band = [8.0, 32.0]
-""")
+""" + LEFT_RIGHT)
     before = sorted(p.name for p in folder.iterdir())
     model = tmp_path / "model.ndm"
     trained = _cli("train", str(COV_TS_LR), "--dataset", str(folder), "--out", str(model))
