@@ -128,3 +128,18 @@ def write_eegmmidb_bids(data_root: Path, bids_root: Path, subjects, runs=(4, 8, 
                                      datatype="eeg", root=bids_root)
             mne_bids.write_raw_bids(raw, path, overwrite=True, verbose="error")
     return bids_root
+
+
+def trained_model(tmp_path_factory, dataset_dir) -> Path:
+    """COV+TS+LR on eegmmidb subjects 1-2, trained once per test session and shared by the batch tests."""
+    dataset_dir("eegmmidb")
+    path = tmp_path_factory.getbasetemp() / "batch-model" / "cov_ts_lr.ndm"
+    if not path.is_file():
+        from neurodecode.batch.train import train_model
+        from neurodecode.benchmark.runner import load_pipelines
+
+        (spec,), failures = load_pipelines(Path(__file__).resolve().parents[1] / "pipelines" / "COV_TS_LR.yml")
+        assert not failures
+        # Two folds: the card's cross-validated score is not under test there, and each fold costs seconds.
+        train_model(spec, "eegmmidb", subjects=[1, 2], cv=2, out=path)
+    return path

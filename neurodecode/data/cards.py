@@ -321,6 +321,12 @@ class DatasetCard:
                 by_subject.setdefault(int(match.group(1)), []).append(entry.path)
         return {subject: sorted(paths) for subject, paths in sorted(by_subject.items())}
 
+    def subjects_present(self, pattern) -> tuple:
+        """Subjects whose every file matching ``pattern`` (see :meth:`files_by_subject`) is present."""
+        root = self.root()
+        return tuple(s for s, paths in self.files_by_subject(pattern).items()
+                     if all((root / p).is_file() for p in paths))
+
     def url(self, relpath: str) -> str | None:
         """Public address of one file, when the card names a per-file source."""
         if not self.download_url:

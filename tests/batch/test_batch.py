@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import trained_model
 from neurodecode.batch.manifest import MANIFEST_NAME, Manifest
 from neurodecode.batch.runner import (BatchError, NoRecordingsError, find_recordings, recording_id, run_batch)
 
@@ -31,21 +32,6 @@ KALUNGA = "subject03/record-[2012.07.11-15.33.08]"
 EVENTS = {"T1": "left_hand", "T2": "right_hand"}
 # Seconds between windows: half as many windows as the default 0.75 s, to keep the tests short.
 STEP = 1.5
-
-
-def trained_model(tmp_path_factory, dataset_dir) -> Path:
-    """COV+TS+LR on eegmmidb subjects 1-2, trained once per test session (shared with test_privacy)."""
-    dataset_dir("eegmmidb")
-    path = tmp_path_factory.getbasetemp() / "batch-model" / "cov_ts_lr.ndm"
-    if not path.is_file():
-        from neurodecode.batch.train import train_model
-        from neurodecode.benchmark.runner import load_pipelines
-
-        (spec,), failures = load_pipelines(REPO / "pipelines" / "COV_TS_LR.yml")
-        assert not failures
-        # Two folds: the card's cross-validated score is not under test here, and each fold costs seconds.
-        train_model(spec, "eegmmidb", subjects=[1, 2], cv=2, out=path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ import mne
 import pandas as pd
 import pytest
 
+from conftest import trained_model
+
 REPO = Path(__file__).resolve().parents[2]
 EDF = "MNE-eegbci-data/files/eegmmidb/1.0.0/S{s:03d}/S{s:03d}R{r:02d}.edf"
 BIRTHDAY = datetime.date(1961, 2, 3)
@@ -34,20 +36,6 @@ NEEDLES = [
     "2019-07-23", "2019/07/23", "23.07.2019", "23.07.19", "23-JUL-2019", "07/23/2019", "23/07/2019", "20190723",
     "14:05:09", "14.05.09", str(int(RECORDED.timestamp())),
 ]
-
-
-def trained_model(tmp_path_factory, dataset_dir) -> Path:
-    """COV+TS+LR on eegmmidb subjects 1-2, trained once per test session (shared with test_batch)."""
-    dataset_dir("eegmmidb")
-    path = tmp_path_factory.getbasetemp() / "batch-model" / "cov_ts_lr.ndm"
-    if not path.is_file():
-        from neurodecode.batch.train import train_model
-        from neurodecode.benchmark.runner import load_pipelines
-
-        (spec,), failures = load_pipelines(REPO / "pipelines" / "COV_TS_LR.yml")
-        assert not failures
-        train_model(spec, "eegmmidb", subjects=[1, 2], cv=2, out=path)
-    return path
 
 
 def _identified(raw):

@@ -48,6 +48,16 @@ def _read_events(path, raw: mne.io.BaseRaw) -> np.ndarray:
     return events
 
 
+def _read_recording(card, relpath: str):
+    """One recording, checksum-verified, with positions in metres, and its ``-eve.fif`` events."""
+    raw = read_raw(card.path(relpath))
+    events = _read_events(card.path(relpath.replace("_raw.fif", "-eve.fif")), raw)
+    # The authors stored the sensor positions in millimetres; MNE and SignalInfo use metres.
+    positions = {ch["ch_name"]: ch["loc"][:3] / 1000.0 for ch in raw.info["chs"]}
+    raw.set_montage(mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head"), verbose="error")
+    return raw, events
+
+
 def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_freq: float | None = None,
                      h_freq: float | None = None, on_error: str = "raise",
                      progress: bool | None = None) -> DecodingData:
@@ -93,11 +103,7 @@ def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_f
 
     def load_one(relpath: str) -> DecodingData:
         subject, index = which[relpath]
-        raw = read_raw(card.path(relpath))
-        events = _read_events(card.path(relpath.replace("_raw.fif", "-eve.fif")), raw)
-        # The authors stored the sensor positions in millimetres; MNE and SignalInfo use metres.
-        positions = {ch["ch_name"]: ch["loc"][:3] / 1000.0 for ch in raw.info["chs"]}
-        raw.set_montage(mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head"), verbose="error")
+        raw, events = _read_recording(card, relpath)
         if l_freq is not None or h_freq is not None:
             raw.filter(l_freq, h_freq, picks="data", verbose="error")
         return epochs_to_data(raw, events, EVENT_ID, tmin=tmin, tmax=tmax, dataset=DATASET, subject=subject,
@@ -109,11 +115,7 @@ def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_f
 
 def _read_annotated(relpath: str):
     """One recording with its ``-eve.fif`` events as class-named annotations and positions in metres."""
-    card = get_card(DATASET)
-    raw = read_raw(card.path(relpath))
-    events = _read_events(card.path(relpath.replace("_raw.fif", "-eve.fif")), raw)
-    positions = {ch["ch_name"]: ch["loc"][:3] / 1000.0 for ch in raw.info["chs"]}
-    raw.set_montage(mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head"), verbose="error")
+    raw, events = _read_recording(get_card(DATASET), relpath)
     names = {code: name for name, code in EVENT_ID.items()}
     raw.set_annotations(mne.annotations_from_events(events, raw.info["sfreq"], event_desc=names,
                                                     first_samp=raw.first_samp, orig_time=raw.annotations.orig_time,
@@ -134,9 +136,7 @@ class Kalunga2016(Dataset):
                          modality="eeg", picks="eeg")
 
     def subjects(self) -> tuple:
-        root = get_card(DATASET).root()
-        by_subject = get_card(DATASET).files_by_subject(_RAW_FILE)
-        return tuple(s for s, paths in by_subject.items() if all((root / p).is_file() for p in paths))
+        return get_card(DATASET).subjects_present(_RAW_FILE)
 
     def recordings(self, subject) -> list:
         card = get_card(DATASET)

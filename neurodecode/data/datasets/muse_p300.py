@@ -214,10 +214,7 @@ class MuseP300(Dataset):
                          modality="eeg", picks="eeg")
 
     def subjects(self) -> tuple:
-        card = get_card(DATASET)
-        root = card.root()
-        return tuple(s for s, paths in card.files_by_subject(_CSV_FILE).items()
-                     if all((root / p).is_file() for p in paths))
+        return get_card(DATASET).subjects_present(_CSV_FILE)
 
     def recordings(self, subject) -> list:
         card = get_card(DATASET)
