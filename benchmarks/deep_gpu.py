@@ -9,6 +9,10 @@ and MOABB's within-session fold indices). Protocols:
   trials, then fine-tuned on the fold's training trials; each subject's trials are whitened by
   their own mean covariance (Euclidean alignment), the test subject's from its fold's training
   trials only, so no test trial is seen before testing.
+* ``xsub`` (variants ``ea``, ``ea40``: see ``XSUB_RECIPES``): one network per held-out subject,
+  trained on the other 19 (EA), scored both ways: as ``loso`` below, and as ``within:pretrain``
+  (fine-tuned on each fold); ``--workers N`` spreads the (job, subject) pairs over N processes
+  sharing the GPU.
 * ``loso``: leave one subject out of the 20; trained on the others (EA per subject; the held-out
   subject is aligned with the mean covariance of its own trials, unlabelled: transductive, as in
   the EA literature), ROC-AUC on all 45 trials of the held-out subject.
@@ -45,8 +49,11 @@ DEEP = {"EEGNet": dict(lr=1e-3), "ShallowFBCSPNet": dict(lr=6.25e-4), "FBCNet": 
 
 def load(path):
     d = np.load(path)
-    X = d["X"].astype(np.float32)
-    return X, d["y"].astype(np.int64), d["subject"].astype(int), d["folds"], float(d["sfreq"])
+    X, y, subject, folds = d["X"].astype(np.float32), d["y"].astype(np.int64), d["subject"].astype(int), d["folds"]
+    if SMOKE["on"]:
+        keep = np.isin(subject, np.unique(subject)[:3])
+        X, y, subject, folds = X[keep], y[keep], subject[keep], folds[:, keep]
+    return X, y, subject, folds, float(d["sfreq"])
 
 
 def roc_auc(y, score):
@@ -155,14 +162,13 @@ def run_classical(X, y, subject, folds, which):
     n_jobs = min(int(os.environ.get("DEEP_GPU_CPU_JOBS", "4")), os.cpu_count() or 1)
     rows = Parallel(n_jobs=n_jobs)(delayed(one)(*t) for t in tasks)
     out = [{"pipeline": which, "protocol": "within", **r} for r in rows]
-    if which == "Cov+TS+LR":
-        for s in subjects:
-            train, test = subject != s, subject == s
-            for ea in (False, True):
-                Xa = aligned_by_subject(X, subject, subjects) if ea else X
-                clf = make().fit(Xa[train].astype(np.float64), y[train])
-                out.append({"pipeline": which + ("+EA" if ea else ""), "protocol": "loso", "subject": int(s),
-                            "score": roc_auc(y[test], clf.decision_function(Xa[test].astype(np.float64)))})
+    for s in subjects:
+        train, test = subject != s, subject == s
+        for ea in (False, True) if which == "Cov+TS+LR" else (False,):
+            Xa = aligned_by_subject(X, subject, subjects) if ea else X
+            clf = make().fit(Xa[train].astype(np.float64), y[train])
+            out.append({"pipeline": which + ("+EA" if ea else ""), "protocol": "loso", "subject": int(s),
+                        "score": roc_auc(y[test], clf.decision_function(Xa[test].astype(np.float64)))})
     return out
 
 
@@ -215,6 +221,9 @@ def run_deep(X, y, subject, folds, protocol, variant, name, seed, rows):
                 rows.append({"subject": int(s), "fold": k, "score": roc_auc(y[te], clf.predict_proba(X[te])[:, 1]),
                              "fit_s": time.perf_counter() - t0, "epochs": len(clf.history_),
                              "gpu_mem_mb": _peak_memory()})
+    elif protocol == "xsub":
+        for s in subjects:
+            run_xsub_subject(X, y, subject, folds, name, seed, s, rows, recipe=variant)
     else:  # pretrain on the other subjects (EA), fine-tune on the fold's training trials
         for s in subjects:
             others = subject != s
@@ -230,6 +239,92 @@ def run_deep(X, y, subject, folds, protocol, variant, name, seed, rows):
                 rows.append({"subject": int(s), "fold": k, "score": score, "pretrain_s": pre_s,
                              "finetune_s": time.perf_counter() - t1})
     return rows
+
+
+#: How the network of an ``xsub`` job is trained on the other subjects. ``ea``: early stopping on
+#: a random 20 % of the pooled trials (val loss, patience 20, at most 100 epochs). ``ea40``: a fixed
+#: 40 epochs with no validation split, as in the issue's braindecode anchor recipe.
+XSUB_RECIPES = {"ea": dict(max_epochs=100, patience=20, batch_size=64),
+                "ea40": dict(max_epochs=40, patience=None, val_fraction=0.0, batch_size=64)}
+
+
+def run_xsub_subject(X, y, subject, folds, name, seed, s, rows, recipe="ea"):
+    """One network trained on the other subjects (EA), used twice for the held-out subject ``s``.
+
+    Leave-one-subject-out: ``s`` aligned with all its own trials (unlabelled, transductive) and
+    scored on them. Pretrain + fine-tune: the same network fine-tuned on each within-session fold's
+    training trials, ``s`` aligned with those trials only. One pretraining serves both protocols
+    because both train on exactly the other subjects' EA-aligned trials.
+    """
+    subjects = np.unique(subject)
+    others, test = subject != s, subject == s
+    Xo = aligned_by_subject(X[others], subject[others], subjects[subjects != s])
+    _reset_memory()
+    t0 = time.perf_counter()
+    pre = deep(name, seed=seed, **XSUB_RECIPES[recipe]).fit(Xo, y[others])
+    pre_s = time.perf_counter() - t0
+    Xs = align(X[test], ea_matrix(X[test]))
+    rows.append({"protocol": "loso", "variant": recipe, "subject": int(s),
+                 "score": roc_auc(y[test], pre.predict_proba(Xs)[:, 1]), "fit_s": pre_s,
+                 "epochs": len(pre.history_), "best_epoch": pre.best_epoch_, "gpu_mem_mb": _peak_memory()})
+    for k, tr, te in within_folds(subject, folds, s):
+        W = ea_matrix(X[tr])  # the fold's training trials only
+        t1 = time.perf_counter()
+        proba = finetune(pre, align(X[tr], W), y[tr], epochs=30, lr=DEEP[name]["lr"] / 5, seed=seed)
+        rows.append({"protocol": "within", "variant": "pretrain" + recipe[2:], "subject": int(s), "fold": k,
+                     "score": roc_auc(y[te], proba(align(X[te], W))[:, 1]), "pretrain_s": pre_s,
+                     "finetune_s": time.perf_counter() - t1})
+
+
+def _done(paths):
+    """(pipeline, subject, seed) of every held-out subject whose xsub rows are all written already."""
+    done = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            row = json.loads(line)
+            if row.get("job", "").startswith("xsub"):
+                key = (row["job"], row["subject"], row["seed"])
+                done[key] = done.get(key, 0) + 1
+    # One loso row and one row per within-session fold (5).
+    return {key for key, n in done.items() if n >= 6}
+
+
+def _xsub_worker(args):
+    """A process of the pool: limited threads, its own CUDA context, tasks from the shared queue."""
+    data, out, tasks, seed, device, sfreq, threads, smoke = args
+    import torch
+
+    torch.set_num_threads(threads)
+    DEVICE["name"], DEVICE["sfreq"], SMOKE["on"] = device, sfreq, smoke
+    X, y, subject, folds, _ = load(data)
+    while True:
+        try:
+            job, s = tasks.get_nowait()
+        except Exception:
+            return
+        _, recipe, name = job.split(":")
+        rows = Rows(out / f"{job.replace(':', '_')}.jsonl", pipeline=name, seed=seed, device=device, job=job)
+        run_xsub_subject(X, y, subject, folds, name, seed, s, rows, recipe=recipe)
+
+
+def run_xsub_pool(data, out, jobs, seed, workers, threads, skip_from):
+    """Every (xsub job, held-out subject) pair not already done, over ``workers`` processes sharing the GPU."""
+    import multiprocessing as mp
+
+    _, _, subject, _, sfreq = load(data)
+    done = _done(skip_from)
+    todo = [(j, int(s)) for s in np.unique(subject) for j in jobs if (j, int(s), seed) not in done]
+    print(f"xsub: {len(todo)} (job, subject) tasks to run, {len(done)} done already", flush=True)
+    ctx = mp.get_context("spawn")
+    tasks = ctx.Manager().Queue()
+    for t in todo:
+        tasks.put(t)
+    work = (data, out, tasks, seed, DEVICE["name"], sfreq, threads, SMOKE["on"])
+    procs = [ctx.Process(target=_xsub_worker, args=(work,)) for _ in range(min(workers, len(todo)))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
 
 
 def summary(rows):
@@ -251,25 +346,34 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--smoke", action="store_true", help="3 subjects, 2 epochs: checks the script, not the models")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="xsub:RECIPE:MODEL jobs only: run the (job, subject) tasks over this many processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker process")
+    parser.add_argument("--skip-done", nargs="*", default=(), type=Path,
+                        help="JSON-lines files of earlier runs: held-out subjects finished there are skipped")
     args = parser.parse_args(argv)
     import torch
 
     DEVICE["name"], SMOKE["on"] = args.device, args.smoke
     X, y, subject, folds, sfreq = load(args.data)
     DEVICE["sfreq"] = sfreq
-    if args.smoke:
-        keep = np.isin(subject, np.unique(subject)[:3])
-        X, y, subject, folds = X[keep], y[keep], subject[keep], folds[:, keep]
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    if args.workers:
+        if not all(job.startswith("xsub:") and job.split(":")[1] in XSUB_RECIPES for job in args.jobs):
+            parser.error(f"--workers runs xsub:RECIPE:MODEL jobs only (RECIPE in {sorted(XSUB_RECIPES)})")
+        t0 = time.perf_counter()
+        run_xsub_pool(args.data, args.out, args.jobs, args.seed, args.workers, args.threads, args.skip_done)
+        print(f"== xsub pool on {device}: {time.perf_counter() - t0:.0f} s", flush=True)
+        return 0
     for job in args.jobs:
         t0 = time.perf_counter()
         if job in ("classical", "acm"):
             rows = run_classical(X, y, subject, folds, "Cov+TS+LR" if job == "classical" else "ACM(selected)+TS+SVM")
         else:
             protocol, variant, name = job.split(":")
-            rows = Rows(args.out / f"{job.replace(':', '_')}.jsonl", pipeline=name, protocol=protocol, variant=variant,
-                        seed=args.seed, device=DEVICE["name"])
+            rows = Rows(args.out / f"{job.replace(':', '_')}.jsonl", pipeline=name, protocol=protocol,
+                        variant=variant, job=job, seed=args.seed, device=DEVICE["name"])
             run_deep(X, y, subject, folds, protocol, variant, name, args.seed, rows)
         wall = time.perf_counter() - t0
         record = {"job": job, "device": device, "torch": torch.__version__, "wall_s": wall, "rows": rows}
