@@ -471,6 +471,96 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
+def _add_online_parser(sub) -> None:
+    live = sub.add_parser(
+        "online", help="decode a live LSL EEG stream with a model file and publish each decision on LSL",
+        description="Connects to the Lab Streaming Layer EEG stream NAME, checks its channels (by name, in any "
+                    "order; missing ones refused) and sampling rate against MODEL's card, filters causally, "
+                    "decides on the model's window every --step seconds and publishes each decision on the LSL "
+                    "outlet '<NAME>-decisions' (class index, one probability per class, lag in ms; stamped with "
+                    "the LSL time of the window's last sample). Cues on a --markers stream score the decisions "
+                    "(running accuracy, nMCC, ITR). Every decision, marker and dropout is appended to --log (JSON "
+                    "lines) as it happens. LSL discovery stays on this machine (neurodecode's loopback "
+                    "configuration) unless --lsl-config or LSLAPICFG names another. Ctrl-C ends the session. "
+                    "Exit status: 0 the session ended, 1 the stream was not found, broke the model's contract or "
+                    "was lost, 2 a usage mistake.")
+    live.add_argument("model", metavar="MODEL", help="model file (.ndm) from `neurodecode train`")
+    live.add_argument("--stream", required=True, metavar="NAME", help="name of the LSL EEG stream")
+    live.add_argument("--source-id", default=None, metavar="ID", help="only the stream with this LSL source id")
+    live.add_argument("--step", type=_positive_float, default=None, metavar="S",
+                      help="seconds between decisions (default: a quarter of the model's window)")
+    live.add_argument("--markers", default=None, metavar="NAME", help="LSL marker stream whose cues score decisions")
+    live.add_argument("--events", type=_events, default=None,
+                      help="marker names to the model's classes, e.g. T1=left_hand,T2=right_hand")
+    live.add_argument("--outlet", default=None, metavar="NAME", help="decision outlet name (default: NAME-decisions)")
+    live.add_argument("--no-outlet", action="store_true", help="publish nothing (log only)")
+    live.add_argument("--log", default=None, metavar="PATH",
+                      help="session log to create, JSON lines (default: online-<UTC time>.jsonl here)")
+    live.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+                      help="end the session after S seconds (default: run until Ctrl-C)")
+    live.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S",
+                      help="how long to wait for the streams to appear (default: 10)")
+    live.add_argument("--dropout", type=_positive_float, default=0.5, metavar="S",
+                      help="silence or a timestamp jump longer than this is a dropout (default: 0.5)")
+    live.add_argument("--give-up", type=_positive_float, default=30.0, metavar="S",
+                      help="end the session when the stream stays silent this long (default: 30)")
+    live.add_argument("--stream-unit", choices=["V", "mV", "uV"], default=None,
+                      help="unit of the stream's samples (default: as the stream declares; volts if it does not)")
+    live.add_argument("--lsl-config", default=None, metavar="PATH",
+                      help="liblsl configuration file (default: $LSLAPICFG, else neurodecode's loopback-only file)")
+    live.add_argument("--no-proba", action="store_true",
+                      help="publish NaN for the probabilities and let the decoder take its fastest path")
+    live.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def _online(args) -> int:
+    import os
+
+    from .batch.model_file import load_model
+    from .batch.predict import match_recording
+    from .data.errors import NeurodecodeDataError
+    from .online.lsl import LSLDecoder, LSLError, use_loopback_config
+
+    where = "neurodecode online: error:"
+    try:
+        # Discovery packets go where the configuration says; on a machine without one, only to 127.0.0.1.
+        if args.lsl_config or not os.environ.get("LSLAPICFG"):
+            use_loopback_config(args.lsl_config)
+        model, card = load_model(args.model)
+    except NeurodecodeDataError as err:
+        print(f"{where} {_one_line(err)}", file=sys.stderr)
+        return 2
+    log = args.log or time.strftime("online-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
+    decoder = LSLDecoder(model, card, stream=args.stream, match=match_recording, source_id=args.source_id,
+                         step_s=args.step, markers=args.markers, events=args.events,
+                         outlet=False if args.no_outlet else args.outlet, log=log,
+                         display=False if args.quiet else None, timeout_s=args.timeout, dropout_s=args.dropout,
+                         give_up_s=args.give_up, stream_unit=args.stream_unit, probabilities=not args.no_proba)
+    try:
+        decoder.connect()
+        summary = decoder.run(args.duration)
+    except ValueError as err:
+        print(f"{where} {_one_line(err)}", file=sys.stderr)
+        return 2
+    except LSLError as err:
+        print(f"{where} {_one_line(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("neurodecode online: interrupted before the session started", file=sys.stderr)
+        return 130
+    finally:
+        decoder.close()
+    parts = [f"{summary['n_decisions']} decisions", f"latency p50 {summary['latency_p50_ms']:.1f} ms, "
+             f"p99 {summary['latency_p99_ms']:.1f} ms", f"{summary['dropouts']} dropout(s)"]
+    if args.markers:
+        parts.append(f"{summary['n_scored']} scored" + (
+            f": accuracy {summary['accuracy']:.2f}, nMCC {summary['nmcc']:.2f}, ITR {summary['itr']:.1f} bits/min"
+            if summary["n_scored"] else ""))
+    print("; ".join(parts))
+    print(f"log: {log}")
+    return 0
+
+
 def _one_line(err: BaseException) -> str:
     """An exception as one line: its message's lines joined (a multi-file load error lists each file)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -499,6 +589,7 @@ def main(argv=None) -> int:
     _add_train_parser(sub)
     _add_predict_parser(sub)
     _add_batch_parser(sub)
+    _add_online_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, --version, a usage error: a status to return, as for any command
@@ -521,6 +612,8 @@ def main(argv=None) -> int:
         return _predict(args)
     if args.command == "batch":
         return _batch(args)
+    if args.command == "online":
+        return _online(args)
     return 2
 
 

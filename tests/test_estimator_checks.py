@@ -102,6 +102,16 @@ def _spd(eeg):
     return covariances(X, "oas"), y
 
 
+def _standard_positions(names):
+    """Positions (metres) of named electrodes on MNE's standard 10-05 montage, as a tuple (a parameter value)."""
+    import mne
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        positions = mne.channels.make_standard_montage("standard_1005").get_positions()["ch_pos"]
+    return tuple(tuple(float(v) for v in positions[name]) for name in names)
+
+
 def _case(module, name, params, kind):
     return pytest.param((module, name, params, kind), id=name)
 
@@ -117,10 +127,21 @@ CASES = [
     _case("neurodecode.transforms.connectivity_eeg", "EEGConnectivity",
           {"sfreq": 160.0, "method": "plv", "mode": "fourier", "bands": {"beta": (13, 30)}}, "signals"),
     _case("neurodecode.transforms.connectivity_fmri", "Connectome", {"kind": "tangent"}, "fmri"),
+    _case("neurodecode.models.riemann", "MDM", {"tol": 1e-7}, "spd"),
+    _case("neurodecode.models.riemann", "FgMDM", {"tol": 1e-7}, "spd"),
     # One epoch of a small network on the CPU, without a validation split: seconds, and deterministic.
     _case("neurodecode.models.deep", "DeepClassifier",
           {"model": "ShallowFBCSPNet", "max_epochs": 1, "batch_size": 16, "val_fraction": 0.0, "patience": None,
            "device": "cpu"}, "signals"),
+    # Tokenizers of 32-sample patches (7 per channel here); the VQ one trains 2 epochs on the CPU.
+    _case("neurodecode.transforms.tokenizers", "KMeansTokenizer", {"n_codes": 8, "patch_size": 32}, "signals"),
+    _case("neurodecode.transforms.tokenizers", "VQTokenizer",
+          {"n_codes": 8, "patch_size": 32, "max_epochs": 2, "batch_size": 256, "device": "cpu"}, "signals"),
+    # A one-layer encoder fine-tuned for one epoch; electrode positions of the 8 motor channels given.
+    _case("neurodecode.models.foundation", "FoundationClassifier",
+          {"encoder_params": {"patch_size": 32, "d_model": 16, "n_layers": 1, "n_heads": 2},
+           "positions": _standard_positions(MOTOR), "sfreq": 160.0, "max_epochs": 1, "batch_size": 16,
+           "val_fraction": 0.0, "patience": None, "device": "cpu"}, "signals"),
 ]
 
 
@@ -300,7 +321,7 @@ def test_decoding_data_gives_rate_and_channels_and_others_are_refused(case, sour
 
 
 def test_every_estimator_of_the_package_is_checked():
-    listed = {case.values[0][1] for case in CASES}
+    listed = {case.values[0][1] for case in CASES + IMAGE_CASES}
     found = set()
     for info in pkgutil.walk_packages(neurodecode.__path__, "neurodecode."):
         if info.name.startswith("neurodecode.cli"):
@@ -311,3 +332,170 @@ def test_every_estimator_of_the_package_is_checked():
                     and not name.startswith("_")):
                 found.add(name)
     assert found <= listed, f"estimators missing from the shared checks: {sorted(found - listed)}"
+
+
+# -- estimators whose targets or inputs are images ------------------------------------------------
+# FMRIToImage maps voxels (n, n_voxels) to images (n, height, width) and DiffusionPrior learns from
+# images alone: neither fits the shared checks' (signals, class labels) shapes, the stratified
+# splits or a downstream classifier, so they have the same checks here, on their own inputs.
+
+def _tiny_prior():
+    from neurodecode.models.fmri_image import DiffusionPrior
+
+    return DiffusionPrior(n_components=4, unet_channels=(8, 16), max_epochs=1, batch_size=32, n_inference_steps=2,
+                          device="cpu")
+
+
+IMAGE_CASES = [
+    pytest.param(("neurodecode.models.fmri_image", "DiffusionPrior",
+                  {"n_components": 4, "unet_channels": (8, 16), "max_epochs": 1, "batch_size": 32,
+                   "n_inference_steps": 2, "device": "cpu"}, "images"), id="DiffusionPrior"),
+    pytest.param(("neurodecode.models.fmri_image", "FMRIToImage",
+                  {"prior": _tiny_prior(), "lowres_factor": 2, "n_inference_steps": 2, "device": "cpu"},
+                  "voxels_images"), id="FMRIToImage"),
+    # The path is bound by the tests to a tiny random pipeline they write (see ``_bind``).
+    pytest.param(("neurodecode.models.fmri_image", "PretrainedImagePrior",
+                  {"path": "tiny-pipeline", "embedder": None, "n_inference_steps": 2, "device": "cpu"},
+                  "pretrained"), id="PretrainedImagePrior"),
+]
+
+
+class _PixelProjection:
+    """A fixed random linear map of any image size to 6 dimensions (stands in for a CLIP encoder)."""
+
+    def transform(self, images):
+        flat = np.asarray(images).reshape(len(images), -1)
+        return flat @ np.random.default_rng(0).standard_normal((flat.shape[1], 6)) / np.sqrt(flat.shape[1])
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    """A randomly initialised image-variation pipeline (UNet, VAE, scheduler) in diffusers' folder layout."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    root = tmp_path_factory.mktemp("pipeline")
+    torch.manual_seed(0)
+    UNet2DConditionModel(sample_size=4, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+                         norm_num_groups=8, cross_attention_dim=6, attention_head_dim=2,
+                         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")).save_pretrained(root / "unet")
+    AutoencoderKL(latent_channels=4, block_out_channels=(8, 16), norm_num_groups=8, layers_per_block=1,
+                  down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2).save_pretrained(root / "vae")
+    DDIMScheduler().save_pretrained(root / "scheduler")
+    return root
+
+
+def _bind(est, kind, request):
+    if kind == "pretrained":
+        est.set_params(path=request.getfixturevalue("tiny_pipeline"), embedder=_PixelProjection())
+    return est
+
+
+def _synthetic_voxels_images():
+    """24 images of one bar (8 x 8), and 30 voxels as a fixed random linear code of the pixels plus noise."""
+    rng = np.random.default_rng(3)
+    images = np.zeros((24, 8, 8))
+    for i in range(24):
+        k = rng.integers(1, 7)
+        if i % 2:
+            images[i, k - 1:k + 1, 1:-1] = 1.0
+        else:
+            images[i, 1:-1, k - 1:k + 1] = 1.0
+    X = images.reshape(24, -1) @ rng.standard_normal((64, 30))
+    return X + 0.1 * rng.standard_normal(X.shape), images
+
+
+@pytest.fixture(scope="module")
+def digit69(data_root):
+    """Real fMRI: the first 24 digit69 training trials (3092 voxels) and their 28 x 28 stimuli."""
+    from neurodecode.data.datasets.digit69 import load_digit69, load_digit69_images
+
+    return load_digit69("train").X[:24].copy(), load_digit69_images("train")[:24] / 255.0
+
+
+@pytest.fixture(params=["synthetic", "real"])
+def image_source(request):
+    return _synthetic_voxels_images() if request.param == "synthetic" else request.getfixturevalue("digit69")
+
+
+def _image_inputs(kind, voxels, images):
+    """(X, y) the estimator fits on: images alone for a prior, voxels and images for a reconstruction."""
+    return (voxels, images) if kind == "voxels_images" else (images, None)
+
+
+def _image_output(est, X):
+    out = est.transform(X) if hasattr(est, "transform") else est.predict(X)
+    return np.asarray(out).reshape(len(out), -1)
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES)
+def test_image_estimator_parameters_survive_clone(case):
+    est, params, _ = _make(case)
+    shallow = est.get_params(deep=False)
+    for key, value in params.items():
+        assert shallow[key] is value, f"__init__ altered {key}"
+    cloned = clone(est).get_params(deep=False)
+    assert {k: repr(v) for k, v in cloned.items()} == {k: repr(v) for k, v in shallow.items()}
+    signature = inspect.signature(type(est).__init__)
+    assert all(p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY
+               for name, p in signature.parameters.items() if name != "self"), "no *args/**kwargs"
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES)
+def test_image_estimator_fit_pickle_and_no_state_change(case, image_source, request):
+    est, _, kind = _make(case)
+    _bind(est, kind, request)
+    X, y = _image_inputs(kind, *image_source)
+    with pytest.raises(NotFittedError):
+        _image_output(est, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert est.fit(X, y) is est
+    assert {k for k in vars(est) if k.endswith("_") and not k.startswith("_")}
+    state = {k: type(v) for k, v in vars(est).items()}
+    first = _image_output(est, X)
+    assert np.isfinite(first).all() and len(first) == len(X)
+    assert {k: type(v) for k, v in vars(est).items()} == state, "predicting changed the fitted state"
+    np.testing.assert_allclose(_image_output(pickle.loads(pickle.dumps(est)), X), first, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(_image_output(clone(est).fit(X, y), X), first, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES)
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_image_estimator_refuses_non_finite_input(case, value, image_source, request):
+    est, _, kind = _make(case)
+    _bind(est, kind, request)
+    X, y = _image_inputs(kind, *image_source)
+    bad = X.copy()
+    bad[1].flat[0] = value
+    with pytest.raises(ValueError, match="(?i)nan|inf"):
+        est.fit(bad, y)
+    est.fit(X, y)
+    with pytest.raises(ValueError, match="(?i)nan|inf"):
+        _image_output(est, bad)
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES)
+def test_image_estimator_refuses_wrong_shapes(case, image_source, request):
+    est, _, kind = _make(case)
+    _bind(est, kind, request)
+    X, y = _image_inputs(kind, *image_source)
+    with pytest.raises(ValueError, match="shape"):
+        est.fit(X.reshape(len(X), -1, 1) if kind == "voxels_images" else X.reshape(len(X), -1), y)
+    est.fit(X, y)
+    smaller = X[:, :-1] if kind == "voxels_images" else X[:, :-2, :-2]
+    with pytest.raises(ValueError, match="(?i)fitted"):
+        _image_output(est, smaller)
+
+
+def test_image_reconstruction_in_grid_search(image_source):
+    from sklearn.model_selection import KFold
+
+    est = _make(next(case.values[0] for case in IMAGE_CASES if case.values[0][1] == "FMRIToImage"))[0]
+    X, images = image_source
+    grid = GridSearchCV(est, {"guidance_scale": [1.0, 3.0]}, cv=KFold(2, shuffle=True, random_state=0),
+                        error_score="raise").fit(X, images)
+    by_hand = clone(est).set_params(**grid.best_params_).fit(X, images)
+    np.testing.assert_array_equal(grid.best_estimator_.predict(X), by_hand.predict(X))

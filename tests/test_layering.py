@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "neurodecode"
 #: Stages in data-flow order (design: docs/design.md). A module may import from its own stage, from
 #: stages before it, and from ``_utils``.
-STAGES = ["_utils", "data", "geometry", "transforms", "training", "models", "evaluation", "online", "benchmark",
+STAGES = ["_utils", "training", "data", "geometry", "transforms", "models", "evaluation", "online", "benchmark",
           "batch", "reports", "cli"]
 
 

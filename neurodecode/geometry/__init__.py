@@ -6,15 +6,16 @@ Every function broadcasts over leading axes.
 
 from .covariance import (ESTIMATORS, covariance_from_sums, covariances, ledoit_wolf_shrinkage,
                          ledoit_wolf_shrinkage_from_moments, oas_shrinkage, shrink)
-from .riemann import (distance_riemann, exp_map, log_map, mean_riemann, tangent_space, unupper, untangent_space,
-                      upper)
+from .riemann import (distance_riemann, exp_map, log_map, mean_logeuclid, mean_riemann, tangent_space, unupper,
+                      untangent_space, upper)
 from .spd import (apply_eigenvalue_function, check_positive, check_spd, check_symmetric, eigh, expm, invsqrtm,
                   logm, powm, sqrtm)
 
 __all__ = [
     "ESTIMATORS", "covariance_from_sums", "covariances", "ledoit_wolf_shrinkage", "ledoit_wolf_shrinkage_from_moments",
     "oas_shrinkage", "shrink",
-    "distance_riemann", "exp_map", "log_map", "mean_riemann", "tangent_space", "unupper", "untangent_space", "upper",
+    "distance_riemann", "exp_map", "log_map", "mean_logeuclid", "mean_riemann", "tangent_space", "unupper",
+    "untangent_space", "upper",
     "apply_eigenvalue_function", "check_positive", "check_spd", "check_symmetric", "eigh", "expm", "invsqrtm", "logm",
     "powm", "sqrtm",
 ]

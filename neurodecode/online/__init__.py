@@ -1,5 +1,9 @@
 """The live decoder: causal filtering, running covariances and a decision every step."""
 
 from .decoder import Decision, StreamingDecoder, decode_stream
+from .lsl import (LOOPBACK_CONFIG, LiveDecision, LSLDecoder, LSLError, LSLStreamLostError, LSLStreamNotFoundError,
+                  cue_label, read_session_log, use_loopback_config)
 
-__all__ = ["Decision", "StreamingDecoder", "decode_stream"]
+__all__ = ["Decision", "StreamingDecoder", "decode_stream",
+           "LOOPBACK_CONFIG", "LiveDecision", "LSLDecoder", "LSLError", "LSLStreamLostError", "LSLStreamNotFoundError",
+           "cue_label", "read_session_log", "use_loopback_config"]
