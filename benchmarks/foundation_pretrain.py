@@ -401,6 +401,8 @@ def run(args) -> int:
     encoder, throughput = pretrain_encoder(corpus, vq, args, device, out / "pretrain.json")
     save_encoder(encoder, out / "encoder.pt") if args.keep_encoder else None
     print({k: v for k, v in throughput.items() if k != "history"}, flush=True)
+    if args.pretrain_only:
+        return 0
 
     rows = Rows(out / "downstream.jsonl")
     jobs = 2 if args.smoke else min(8, os.cpu_count() or 1)
@@ -549,6 +551,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-encoder", action="store_true", help="write the pretrained encoder to OUT/encoder.pt")
+    parser.add_argument("--pretrain-only", action="store_true",
+                        help="stop after pretraining (tokenizers.json and pretrain.json only): a throughput run")
     parser.add_argument("--smoke", action="store_true", help="tiny, on the CPU: checks the script, not the model")
     args = parser.parse_args(argv)
     if args.table is not None:
