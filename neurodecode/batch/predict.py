@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import InvalidDataError
+from ..data.stream import cue_window_labels
 from .model_file import ModelCard
 
 __all__ = ["BATCH_WINDOWS", "ContractError", "match_recording", "predict_recording"]
@@ -133,11 +134,17 @@ def _read(raw_or_path):
     return raw_or_path
 
 
-def _cues(raw, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """Onsets (s from the first sample) and class names of the annotations that name the card's classes."""
+def cue_onsets(raw, class_names) -> tuple[np.ndarray, np.ndarray]:
+    """Onsets (s from the first sample) and class names of the annotations that name one of ``class_names``.
+
+    Returns
+    -------
+    onsets : ndarray of float, shape (n_cues,)
+    names : ndarray of object, shape (n_cues,)
+    """
     import mne
 
-    present = [c for c in card.class_names if c in set(raw.annotations.description)]
+    present = [c for c in class_names if c in set(raw.annotations.description)]
     if not present:
         return np.empty(0), np.empty(0, dtype=object)
     event_id = {c: i + 1 for i, c in enumerate(present)}
@@ -149,15 +156,7 @@ def _cues(raw, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
 
 def _class_names(model, card: ModelCard) -> list:
     classes = getattr(model, "classes_", None)
-    if classes is None:
-        return list(card.class_names)
-    out = []
-    for c in classes:
-        if isinstance(c, (int, np.integer)) and 0 <= int(c) < len(card.class_names):
-            out.append(card.class_names[int(c)])
-        else:
-            out.append(str(c))
-    return out
+    return list(card.class_names) if classes is None else [_label_name(c, card) for c in classes]
 
 
 def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | None = None,
@@ -236,16 +235,11 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
     if has_proba:
         for k, name in enumerate(names):
             table[f"proba_{name}"] = np.concatenate(proba)[:, k]
-    onsets, cue_classes = _cues(raw, card)
+    onsets, cue_classes = cue_onsets(raw, card.class_names)
     if len(onsets):
-        tmin, tmax = card.window
-        lo = np.maximum(table["start_s"].to_numpy()[:, None], onsets[None, :] + tmin)
-        hi = np.minimum(table["end_s"].to_numpy()[:, None], onsets[None, :] + tmax)
-        overlap = np.clip(hi - lo, 0, None) / (tmax - tmin)  # (n_windows, n_cues)
-        best = overlap.argmax(axis=1)
-        frac = overlap[np.arange(len(table)), best]
-        table["true"] = pd.Series(np.where(frac >= 0.5, cue_classes[best], None), dtype=object)
-        table["overlap"] = np.round(frac, 4)
+        true, share = cue_window_labels(table["start_s"], table["end_s"], onsets, cue_classes, *card.window)
+        table["true"] = pd.Series(true, dtype=object)
+        table["overlap"] = np.round(share, 4)
     table.attrs["match"] = report
     return table
 

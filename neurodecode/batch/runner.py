@@ -312,13 +312,11 @@ def _event_renames(descriptions, events: dict) -> dict:
 def _cues(raw, card) -> list:
     """Trial intervals [onset + tmin, onset + tmax] of the annotations naming the model's classes, in seconds
     from the first sample (only class names are kept: free-text annotations are never copied)."""
-    out = []
+    from .predict import cue_onsets
+
     tmin, tmax = card.window
-    for onset, description in zip(raw.annotations.onset, raw.annotations.description):
-        if description in card.class_names:
-            start = float(onset) - raw.first_time if raw.annotations.orig_time is not None else float(onset)
-            out.append([round(start + tmin, 4), round(start + tmax, 4), str(description)])
-    return out
+    onsets, names = cue_onsets(raw, card.class_names)
+    return [[round(float(t) + tmin, 4), round(float(t) + tmax, 4), str(name)] for t, name in zip(onsets, names)]
 
 
 def _to_csv(table: pd.DataFrame) -> bytes:

@@ -264,6 +264,53 @@ def window_labels(labels: np.ndarray, starts: np.ndarray, n_window: int, n_class
     return winner - 1, best / n_window
 
 
+def cue_window_labels(window_start, window_end, cue_onsets, cue_labels, tmin: float, tmax: float):
+    """Label windows of a continuous recording from its cues, as a trained model's trials were cut.
+
+    A cue at ``t`` labels the trial interval ``[t + tmin, t + tmax]``. A window takes the label
+    of the cue whose interval overlaps it longest (the earlier cue on a tie), provided that
+    overlap is at least half the trial's length; otherwise it has none. This is the rule of
+    :func:`neurodecode.batch.predict_recording` (``true`` column) and of live decoding.
+
+    Parameters
+    ----------
+    window_start, window_end : array-like of shape (n_windows,)
+        Times of each window's first and last samples.
+    cue_onsets : array-like of shape (n_cues,)
+        Cue times, on the windows' clock.
+    cue_labels : array-like of shape (n_cues,)
+        Each cue's label (a class index or name).
+    tmin, tmax : float
+        The trial interval around a cue, ``tmax > tmin``.
+
+    Returns
+    -------
+    labels : ndarray of object, shape (n_windows,)
+        The covering cue's label, None where no cue covers half a trial.
+    share : ndarray of float, shape (n_windows,)
+        That cue's overlap with the window over ``tmax - tmin`` (0 without cues).
+    """
+    start = np.atleast_1d(np.asarray(window_start, dtype=np.float64))
+    end = np.atleast_1d(np.asarray(window_end, dtype=np.float64))
+    onsets = np.asarray(cue_onsets, dtype=np.float64).reshape(-1)
+    cue_labels = np.asarray(cue_labels, dtype=object).reshape(-1)
+    if onsets.size != cue_labels.size:
+        raise ValueError(f"cue_onsets has {onsets.size} entries but cue_labels has {cue_labels.size}")
+    if not tmax > tmin:
+        raise ValueError(f"the trial interval must have tmax > tmin, got tmin={tmin}, tmax={tmax}")
+    labels = np.full(start.shape, None, dtype=object)
+    if onsets.size == 0:
+        return labels, np.zeros(start.shape)
+    lo = np.maximum(start[:, None], onsets[None, :] + tmin)
+    hi = np.minimum(end[:, None], onsets[None, :] + tmax)
+    overlap = np.clip(hi - lo, 0, None) / (tmax - tmin)  # (n_windows, n_cues)
+    best = overlap.argmax(axis=1)
+    share = overlap[np.arange(start.size), best]
+    covered = share >= 0.5
+    labels[covered] = cue_labels[best[covered]]
+    return labels, share
+
+
 def _window_starts(n_samples: int, n_window: int, n_step: int) -> np.ndarray:
     if n_samples < n_window:
         return np.zeros(0, dtype=np.int64)
@@ -421,4 +468,4 @@ def cue_epochs(streams, tmin: float = 0.0, tmax: float = 3.0, *, keep_idle: bool
 
 
 __all__ = ["IDLE", "CausalBandpass", "LabelledStream", "stream_from_raw",
-           "window_labels", "iter_windows", "sliding_windows", "cue_epochs"]
+           "window_labels", "cue_window_labels", "iter_windows", "sliding_windows", "cue_epochs"]

@@ -2,8 +2,8 @@
 
 from .decoder import Decision, StreamingDecoder, decode_stream
 from .lsl import (LOOPBACK_CONFIG, LiveDecision, LSLDecoder, LSLError, LSLStreamLostError, LSLStreamNotFoundError,
-                  cue_label, read_session_log, use_loopback_config)
+                  read_session_log, use_loopback_config)
 
 __all__ = ["Decision", "StreamingDecoder", "decode_stream",
            "LOOPBACK_CONFIG", "LiveDecision", "LSLDecoder", "LSLError", "LSLStreamLostError", "LSLStreamNotFoundError",
-           "cue_label", "read_session_log", "use_loopback_config"]
+           "read_session_log", "use_loopback_config"]

@@ -60,15 +60,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from scipy.linalg import get_blas_funcs, get_lapack_funcs
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.stream import CausalBandpass, _n_samples
 from ..geometry import covariance_from_sums, invsqrtm, oas_shrinkage, unupper, upper
 
-try:  # scikit-learn's linear classifiers: predict is argmax(coef_ @ x + intercept_)
-    from sklearn.linear_model._base import LinearClassifierMixin
-except ImportError:  # a future scikit-learn moving it only costs the float32 path
-    LinearClassifierMixin = None
+# scikit-learn's linear classifiers share one predict, argmax(coef_ @ x + intercept_) (or its sign); reached
+# through a public class so that no private module is imported.
+_LINEAR_PREDICT = LogisticRegression.predict
 
 _ESTIMATORS = ("scm", "cov", "oas", "lwf")
 
@@ -233,12 +233,12 @@ class _TangentDecider:
     * One LAPACK ``syevd`` (divide and conquer: faster than ``syevr`` and ``syev`` at these
       sizes here) per decision gives ``logm(A)``; pyriemann's ``transform`` also re-validates its
       input and recomputes ``W`` on every call.
-    * ``precision="mixed"`` with a last step that is a plain linear classifier (scikit-learn's
-      ``LinearClassifierMixin.predict``: the class of the largest ``coef_ @ v + intercept_``,
-      or its sign for two classes): the eigendecomposition runs in float32, the scores are
-      formed from its eigenpairs in float64, and the label is kept only when the error bound
-      below cannot change the winner; otherwise the decision is made again, wholly in float64,
-      by the pipeline's own classifier (``n_float64_retries``).
+    * ``precision="mixed"`` with a last step that is a plain linear classifier (the ``predict``
+      scikit-learn's linear classifiers share, ``LogisticRegression.predict``: the class of the
+      largest ``coef_ @ v + intercept_``, or its sign for two classes): the eigendecomposition
+      runs in float32, the scores are formed from its eigenpairs in float64, and the label is
+      kept only when the error bound below cannot change the winner; otherwise the decision is
+      made again, wholly in float64, by the pipeline's own classifier (``n_float64_retries``).
 
     Error bound (mixed precision). Let ``(lam, U)`` be the float32 eigenpairs of ``A``,
     ``E = A - U diag(lam) U^T`` and ``F = U^T U - I`` (both in float64), and ``L`` the tangent
@@ -271,9 +271,7 @@ class _TangentDecider:
         self.linear = None
         if precision == "mixed" and len(tail.steps) == 1:
             clf = tail.steps[0][1]
-            if (LinearClassifierMixin is not None and isinstance(clf, LinearClassifierMixin)
-                    and type(clf).predict is LinearClassifierMixin.predict
-                    and np.ndim(getattr(clf, "coef_", None)) == 2):
+            if type(clf).predict is _LINEAR_PREDICT and np.ndim(getattr(clf, "coef_", None)) == 2:
                 coef = np.asarray(clf.coef_, dtype=np.float64)
                 # <unupper(c), L>_F = c . upper(L); with the strict lower triangle's weight moved
                 # onto the upper one, the scores need only the upper triangle of L, read in the

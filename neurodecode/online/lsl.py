@@ -46,6 +46,7 @@ from sklearn.base import BaseEstimator
 
 from .._utils.threads import threads
 from ..data.errors import NeurodecodeDataError
+from ..data.stream import cue_window_labels
 from .decoder import StreamingDecoder
 
 #: liblsl configuration that keeps LSL on this machine: discovery asks 127.0.0.1 only (no
@@ -212,30 +213,6 @@ def _class_index(value, class_names) -> int:
     if str(value) in class_names:
         return list(class_names).index(str(value))
     raise LSLError(f"the model predicted {value!r}, which is not one of the card's classes {list(class_names)}")
-
-
-def cue_label(window_start: float, window_end: float, cues, tmin: float, tmax: float) -> int | None:
-    """Class of the cue whose trial interval covers at least half of a window, or None.
-
-    Parameters
-    ----------
-    window_start, window_end : float
-        Times of the window's first and last samples.
-    cues : sequence of (float, int)
-        Cue time and class index, on the same clock.
-    tmin, tmax : float
-        A cue at ``t`` labels ``[t + tmin, t + tmax]``.
-
-    Returns
-    -------
-    label : int or None
-    """
-    best, best_overlap = None, 0.0
-    for onset, label in cues:
-        overlap = min(window_end, onset + tmax) - max(window_start, onset + tmin)
-        if overlap > best_overlap:
-            best, best_overlap = label, overlap
-    return best if best_overlap / (tmax - tmin) >= 0.5 else None
 
 
 class _SessionLog:
@@ -820,7 +797,10 @@ class LSLDecoder:
             self._outlet.push_sample(np.array([label, *p, lag_ms], dtype=np.float64), timestamp=last)
         published = lsl.local_clock()
         start = last - (self._n_window - 1) / float(self.card.sfreq)
-        true = cue_label(start, last, self._cues, *self.card.window) if self._cues or self.markers else None
+        true = None
+        if self._cues:
+            onsets, labels = zip(*self._cues)
+            true = cue_window_labels([start], [last], onsets, labels, *self.card.window)[0][0]
         live = LiveDecision(len(self.decisions_), self._segment, last, last - self._t0, start - self._t0, label,
                             self._class_names[label], tuple(p), true, (published - last) * 1e3,
                             (published - received) * 1e3)
@@ -946,4 +926,4 @@ def _utc_now() -> str:
 
 
 __all__ = ["LOOPBACK_CONFIG", "LSLDecoder", "LSLError", "LSLStreamLostError", "LSLStreamNotFoundError",
-           "LiveDecision", "cue_label", "read_session_log", "use_loopback_config"]
+           "LiveDecision", "read_session_log", "use_loopback_config"]

@@ -16,6 +16,7 @@ import html
 import logging
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 
@@ -137,17 +138,36 @@ def statistics(sessions: pd.DataFrame):
     return stats, p_values, effects
 
 
+def pipeline_palette(n_pipelines: int, default) -> list:
+    """One colour per pipeline: ``default`` (MOABB's six) while it suffices, else matplotlib's tab10/tab20.
+
+    Beyond the default's length its colours repeat and two pipelines would look the same; past
+    20 pipelines, colours cycle through tab20 again.
+    """
+    import matplotlib.pyplot as plt
+
+    if n_pipelines <= len(default):
+        return list(default)
+    colors = plt.get_cmap("tab10" if n_pipelines <= 10 else "tab20").colors
+    return [colors[k % len(colors)] for k in range(n_pipelines)]
+
+
 def _score_plot(sessions, path, metric):
     import matplotlib.pyplot as plt
     from moabb.analysis.plotting import score_plot
 
+    from moabb.analysis import plotting
+
     chance = 0.5 if metric in ("roc_auc", "accuracy") else None
-    with warnings.catch_warnings():
-        # MOABB's palette has six colours whatever the number of pipelines; seaborn says so each time.
-        warnings.simplefilter("ignore", UserWarning)
+    palette = pipeline_palette(sessions["pipeline"].nunique(), plotting.MOABB_PALETTE)
+    with warnings.catch_warnings(), mock.patch.object(plotting, "MOABB_PALETTE", palette):
+        warnings.simplefilter("ignore", UserWarning)  # seaborn on a palette longer than the hues
         fig, _ = score_plot(sessions[["dataset", "pipeline", "subject", "session", "score"]], chance_level=chance)
+    ax = fig.axes[0]
     if metric == "nmcc":
-        fig.axes[0].set_ylim(-100, 100)
+        ax.set_ylim(-100, 100)
+    # Beside the axes: inside, MOABB's legend covers the points of the first dataset.
+    ax.legend(*ax.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
@@ -165,7 +185,7 @@ def _ranking_plot(ranks, path):
     ax.set_xlim(0, ranks["of"].max() + 3.5)
     ax.set_title("Pipeline ranking")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")  # keeps the bar labels that run past the axes
     plt.close(fig)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from neurodecode.benchmark.runner import BenchmarkConfig, load_pipelines, run_benchmark, session_scores
 from neurodecode.benchmark.results import ResultStore, row_key
-from neurodecode.reports.benchmark_report import write_report
+from neurodecode.reports.benchmark_report import pipeline_palette, write_report
 
 REPO = Path(__file__).resolve().parents[2]
 CHEAP = ["BandPower+LDA", "Cov+TS+LR"]
@@ -216,6 +216,16 @@ def test_report_files_and_html(reference, tmp_path):
     assert table.loc[("within-session", "eegmmidb")].to_numpy() == pytest.approx(expected.to_numpy())
     stats = pd.read_csv(tmp_path / "report" / "statistics.csv")
     assert set(stats["pipe1"]) == set(CHEAP) and (stats["nsub"] == 2).all()
+
+
+def test_every_pipeline_gets_its_own_colour_in_the_score_plot():
+    from moabb.analysis.plotting import MOABB_PALETTE
+
+    # MOABB's palette alone would give the 7th pipeline the 1st one's colour (the main job runs 10).
+    assert pipeline_palette(4, MOABB_PALETTE) == list(MOABB_PALETTE)
+    for n in (len(MOABB_PALETTE) + 1, 10, 12, 20):
+        colours = pipeline_palette(n, MOABB_PALETTE)
+        assert len(colours) == n and len(set(map(tuple, colours))) == n
 
 
 # -- results keyed by the pipeline's content ------------------------------------------------

@@ -11,8 +11,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from neurodecode.data.registry import get_dataset
-from neurodecode.data.stream import (CausalBandpass, cue_epochs, iter_windows, sliding_windows, stream_from_raw,
-                                     window_labels)
+from neurodecode.data.stream import (CausalBandpass, cue_epochs, cue_window_labels, iter_windows, sliding_windows,
+                                     stream_from_raw, window_labels)
 from neurodecode.evaluation import (ContiguousBlockSplit, LeaveOneRunOut,
                                     itr_scorer, nmcc, nmcc_scorer, per_class_recall, pseudo_online_evaluate,
                                     wolpaw_bits_per_decision, wolpaw_itr)
@@ -97,6 +97,22 @@ def test_tie_goes_to_the_class_at_the_window_end():
     # Three-way tie: the class owning the window's last sample.
     lab, _ = window_labels(np.array([2, 2, 0, 0, 1, 1]), np.array([0]), 6, 3)
     assert lab.tolist() == [1]
+
+
+def test_a_cue_labels_windows_it_covers_for_half_its_trial():
+    onsets, labels = [10.0, 14.0], ["right", "left"]
+    start = np.array([10.0, 11.5, 11.6, 12.5, 0.0])
+    true, share = cue_window_labels(start, start + 3.0, onsets, labels, 0.0, 3.0)
+    # exactly half is labelled; 1.4 s of one cue and 0.6 s of the other is not; the longer overlap wins.
+    assert true.tolist() == ["right", "right", None, "left", None]
+    np.testing.assert_allclose(share, [1.0, 0.5, 1.4 / 3, 0.5, 0.0])
+    # A tie goes to the earlier cue; no cues label nothing; a scalar window works as a batch of one.
+    assert cue_window_labels([12.0], [15.0], [10.0, 13.0], [1, 0], 0.0, 4.0)[0].tolist() == [1]  # 2 s each
+    assert cue_window_labels(0.0, 3.0, [], [], 0.0, 3.0)[0].tolist() == [None]
+    with pytest.raises(ValueError, match="tmax > tmin"):
+        cue_window_labels([0.0], [3.0], [1.0], [0], 3.0, 3.0)
+    with pytest.raises(ValueError, match="2 entries but cue_labels has 1"):
+        cue_window_labels([0.0], [3.0], [1.0, 2.0], [0], 0.0, 3.0)
 
 
 def test_tie_rule_on_a_real_cue(streams):

@@ -24,9 +24,9 @@ from mne_lsl.player import PlayerLSL  # noqa: E402
 
 from neurodecode.batch import load_model, match_recording  # noqa: E402
 from neurodecode.cli import main  # noqa: E402
-from neurodecode.data.stream import CausalBandpass  # noqa: E402
+from neurodecode.data.stream import CausalBandpass, cue_window_labels  # noqa: E402
 from neurodecode.online import (LSLDecoder, LSLError, LSLStreamLostError, LSLStreamNotFoundError,  # noqa: E402
-                                StreamingDecoder, cue_label, decode_stream, read_session_log)
+                                StreamingDecoder, decode_stream, read_session_log)
 
 SFREQ = 160.0
 
@@ -158,7 +158,8 @@ def test_live_decisions_equal_offline_decisions_on_a_permuted_stream(model, run4
         start, end = d.window_start_s, d.time_s
         near = [abs(min(end, t + tmax) - max(start, t + tmin) - (tmax - tmin) / 2) < 2 / SFREQ for t, _ in cues]
         if not any(near):  # a marker may lead its sample by one sample: skip windows on the 50 % edge
-            assert d.true == cue_label(start, end, cues, tmin, tmax)
+            onsets_, labels_ = zip(*cues)
+            assert d.true == cue_window_labels([start], [end], onsets_, labels_, tmin, tmax)[0][0]
             checked += 1
     assert checked >= len(decisions) - 4 and any(d.true is not None for d in decisions)
     table = session["decisions"]
@@ -349,15 +350,6 @@ def test_the_online_command_decodes_a_replayed_run(model_file, run4, tmp_path, c
 
 
 # -- pieces --------------------------------------------------------------------------------------
-
-def test_a_cue_labels_windows_it_covers_for_half_its_trial():
-    cues = [(10.0, 1), (14.0, 0)]
-    assert cue_label(10.0, 13.0, cues, 0.0, 3.0) == 1
-    assert cue_label(11.5, 14.5, cues, 0.0, 3.0) == 1  # exactly half: labelled
-    assert cue_label(11.6, 14.6, cues, 0.0, 3.0) is None  # 1.4 s of cue 1, 0.6 s of cue 0
-    assert cue_label(12.5, 15.5, cues, 0.0, 3.0) == 0  # cue 0 covers 1.5 s, cue 1 only 0.5 s
-    assert cue_label(0.0, 3.0, [], 0.0, 3.0) is None
-
 
 def test_the_shipped_configuration_keeps_lsl_on_loopback(monkeypatch):
     settings = {}
