@@ -569,6 +569,11 @@ def main(argv=None) -> int:
                                args.shard_mb)
         print(json.dumps(result, indent=1, default=str))
         return 0
+    for what, path in (("--corpus", args.corpus / "holdout.json"), ("--downstream", args.downstream)):
+        if not path.is_file():
+            print(f"error: {what}: {path} not found: write it first with --export / --export-downstream",
+                  file=sys.stderr)
+            return 2
     if args.smoke:
         args.epochs, args.samples_per_epoch, args.batch_size, args.workers = 2, 128, 32, 1
     return run(args)
