@@ -49,7 +49,7 @@ EVENTS = {"T1": "left_hand", "T2": "right_hand"}
 
 def _model(out: Path) -> Path:
     from neurodecode.batch.train import train_model
-    from neurodecode.benchmark.runner import load_pipelines
+    from neurodecode.contract.pipeline_files import load_pipelines
 
     path = out / "cov_ts_lr.ndm"
     if not path.is_file():
@@ -112,7 +112,7 @@ def main(argv=None) -> None:
     from joblib.externals.loky import get_reusable_executor
 
     from neurodecode.batch import runner
-    from neurodecode.batch.model_file import load_model
+    from neurodecode.contract.model_file import load_model
     from neurodecode.batch.report import write_report
     from neurodecode.batch.runner import recording_id, run_batch
     from neurodecode.data.cards import get_card

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sklearn.dummy import DummyClassifier  # noqa: E402
 
 from neurodecode.benchmark import moabb_glue  # noqa: E402
-from neurodecode.benchmark.runner import RANDOM_STATE, offline_moabb  # noqa: E402
+from neurodecode.benchmark.planner import RANDOM_STATE, offline_moabb  # noqa: E402
 from neurodecode.data.registry import get_dataset  # noqa: E402
 
 

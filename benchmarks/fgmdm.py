@@ -35,7 +35,7 @@ from acm import Results, run_fold, subject_folds  # noqa: E402  (sets one BLAS a
 from sklearn.base import clone  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
-from neurodecode.benchmark.runner import load_pipelines  # noqa: E402
+from neurodecode.contract.pipeline_files import load_pipelines  # noqa: E402
 from neurodecode.data.datasets.eegmmidb import load_eegmmidb, present_subjects  # noqa: E402
 from neurodecode.models.riemann import FgMDM  # noqa: E402
 from neurodecode.transforms.covariance import Covariances  # noqa: E402

@@ -94,7 +94,7 @@ def pipelines(orders) -> dict:
 
 
 def card_for(name, ch_names, class_names):
-    from neurodecode.batch.model_file import ModelCard
+    from neurodecode.contract.model_file import ModelCard
 
     return ModelCard(name=name, created="", neurodecode_version="", versions={}, dataset="", subjects=[],
                      paradigm={"band": [8.0, 32.0]}, sfreq=SFREQ, ch_names=list(ch_names),
@@ -103,7 +103,7 @@ def card_for(name, ch_names, class_names):
 
 
 def ours(pipe, card, stream: str, seconds: float, probabilities: bool = True) -> dict:
-    from neurodecode.batch import match_recording
+    from neurodecode.contract import match_recording
     from neurodecode.online import LSLDecoder
 
     live = LSLDecoder(pipe, card, stream=stream, match=match_recording, step_s=CHUNK / SFREQ, display=False,

@@ -37,8 +37,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import pandas as pd  # noqa: E402
 
 from neurodecode.data.datasets.eegmmidb import moabb_offline_env, physionet_mi_offline  # noqa: E402
-from neurodecode.benchmark.runner import (BenchmarkConfig, load_pipelines, offline_moabb,  # noqa: E402
-                                              run_benchmark, session_scores)
+from neurodecode.benchmark.planner import offline_moabb  # noqa: E402
+from neurodecode.benchmark.runner import BenchmarkConfig, run_benchmark, session_scores  # noqa: E402
+from neurodecode.contract.pipeline_files import load_pipelines  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -149,7 +149,7 @@ def _subjects(text: str) -> list:
 
 
 def _add_benchmark_parser(sub) -> None:
-    from .benchmark.runner import DEFAULT_DATASET, DEFAULT_N_SUBJECTS, EVALUATIONS
+    from .benchmark.planner import DEFAULT_DATASET, DEFAULT_N_SUBJECTS, EVALUATIONS
 
     bench = sub.add_parser(
         "benchmark", help="run the pipelines of a folder on datasets, fold by fold, and write a report",
@@ -296,7 +296,7 @@ def _positive_float(text: str) -> float:
 
 
 def _add_train_parser(sub) -> None:
-    from .benchmark.runner import DEFAULT_DATASET
+    from .benchmark.planner import DEFAULT_DATASET
 
     train = sub.add_parser(
         "train", help="cross-validate a pipeline on a dataset, fit it on every trial and save it as a model file",
@@ -324,9 +324,9 @@ def _train(args) -> int:
     import warnings
     from pathlib import Path
 
-    from .batch.model_file import ModelFileError
+    from .contract.model_file import ModelFileError
     from .batch.train import train_model
-    from .benchmark.runner import PIPELINE_SUFFIXES, declared_names, load_pipelines
+    from .contract.pipeline_files import PIPELINE_SUFFIXES, declared_names, load_pipelines
     from .data.errors import NeurodecodeDataError
 
     where = "neurodecode train: error:"
@@ -430,7 +430,7 @@ def _predict(args) -> int:
     import os
     from pathlib import Path
 
-    from .batch.model_file import load_model
+    from .contract.model_file import load_model
     from .batch.predict import predict_recording
     from .data.errors import NeurodecodeDataError
 
@@ -516,8 +516,8 @@ def _add_online_parser(sub) -> None:
 def _online(args) -> int:
     import os
 
-    from .batch.model_file import load_model
-    from .batch.predict import match_recording
+    from .contract.model_file import load_model
+    from .contract.signal import match_recording
     from .data.errors import NeurodecodeDataError
     from .online.lsl import LSLDecoder, LSLError, use_loopback_config
 

@@ -136,7 +136,7 @@ def trained_model(tmp_path_factory, dataset_dir) -> Path:
     path = tmp_path_factory.getbasetemp() / "batch-model" / "cov_ts_lr.ndm"
     if not path.is_file():
         from neurodecode.batch.train import train_model
-        from neurodecode.benchmark.runner import load_pipelines
+        from neurodecode.contract.pipeline_files import load_pipelines
 
         (spec,), failures = load_pipelines(Path(__file__).resolve().parents[1] / "pipelines" / "COV_TS_LR.yml")
         assert not failures

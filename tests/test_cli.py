@@ -210,7 +210,7 @@ def test_benchmark_unreachable_scheduler(data_root, one_pipeline, tmp_path, caps
 
 
 def test_dask_client_gives_up_in_seconds():
-    from neurodecode.benchmark.scaleout import SchedulerUnreachableError, dask_client
+    from neurodecode._utils.scaleout import SchedulerUnreachableError, dask_client
 
     start = time.perf_counter()
     with pytest.raises(SchedulerUnreachableError, match="127.0.0.1:9"):
@@ -257,7 +257,7 @@ def test_load_recording_names_a_file_that_is_not_a_recording(tmp_path):
 def test_benchmark_device_flag(data_root, tmp_path, capsys):
     import torch
 
-    from neurodecode.benchmark.runner import load_pipelines, on_device
+    from neurodecode.contract.pipeline_files import load_pipelines, on_device
 
     specs, _ = load_pipelines(REPO_PIPELINES / "EEGNet.py")
     (cpu,) = on_device(specs, "cpu")

@@ -10,8 +10,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "neurodecode"
 #: Stages in data-flow order (design: docs/design.md). A module may import from its own stage, from
 #: stages before it, and from ``_utils``.
-STAGES = ["_utils", "training", "data", "geometry", "transforms", "models", "evaluation", "online", "benchmark",
-          "batch", "reports", "cli"]
+STAGES = ["_utils", "training", "data", "geometry", "transforms", "models", "evaluation", "contract", "online",
+          "benchmark", "batch", "reports", "cli"]
+#: The applications: each builds on the contract stage and the library below it, never on another.
+APPLICATIONS = ("online", "benchmark", "batch")
 
 
 def _stage(module: str) -> str | None:
@@ -63,7 +65,43 @@ def _violations():
             elif STAGES.index(target) > STAGES.index(source):
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({source}) imports {module} ({target}), "
                              "a later stage")
+            elif source in APPLICATIONS and target in APPLICATIONS:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({source}) imports {module} ({target}), "
+                             "another application")
     return found
+
+
+def stage_graph() -> dict:
+    """Stage -> the stages its modules import (``_utils`` and itself left out), from the source."""
+    graph = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = _stage(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+        if source in (None, "__init__"):
+            continue
+        targets = graph.setdefault(source, set())
+        for module, _ in _imports(path):
+            target = _stage(module)
+            if target not in (None, "__init__", "_utils", source):
+                targets.add(target)
+    order = {s: i for i, s in enumerate(STAGES)}
+    return {s: sorted(graph[s], key=lambda t: order.get(t, -1)) for s in sorted(graph, key=lambda s: order.get(s, -1))}
+
+
+def test_stage_graph_points_one_way(capsys):
+    # Printed with ``pytest -s tests/test_layering.py`` (or ``python tests/test_layering.py``): the graph
+    # the closing notes quote, checked here to point only to earlier stages.
+    graph = stage_graph()
+    with capsys.disabled():
+        print("\n" + format_graph(graph))
+    assert set(graph) <= set(STAGES)
+    for source, targets in graph.items():
+        assert all(STAGES.index(t) < STAGES.index(source) for t in targets), (source, targets)
+        if source in APPLICATIONS:
+            assert not set(targets) & set(APPLICATIONS), (source, targets)
+
+
+def format_graph(graph: dict) -> str:
+    return "\n".join(f"{source:>10} -> {', '.join(targets) or '(only _utils)'}" for source, targets in graph.items())
 
 
 def test_every_import_points_to_an_earlier_stage():
@@ -77,6 +115,14 @@ def test_the_check_catches_a_backward_import(tmp_path, monkeypatch):
     (fake / "data" / "bad.py").write_text("def f():\n    from ..benchmark import runner\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
     assert [v for v in _violations() if "bad.py" in v]
+
+
+def test_the_check_catches_an_application_importing_another(tmp_path, monkeypatch):
+    fake = tmp_path / "neurodecode"
+    (fake / "batch").mkdir(parents=True)
+    (fake / "batch" / "bad.py").write_text("from ..online import lsl\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    assert [v for v in _violations() if "another application" in v]
 
 
 DATASET_NAMES = re.compile(r"eegmmidb|kalunga|muse|haxby|abide|digit69|mnist|physionet|eegbci", re.IGNORECASE)
@@ -126,3 +172,7 @@ def test_the_name_check_can_fail(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('"""Docstrings may cite eegmmidb."""\nif name == "eegmmidb":\n    pass\n')
     assert _named_datasets(bad) == ["2: eegmmidb"]
+
+
+if __name__ == "__main__":
+    print(format_graph(stage_graph()))

@@ -1,4 +1,7 @@
-"""Batch stage: trained models as safe files, predictions on whole recordings, batch runs.
+"""Batch stage: train a model file, predict whole recordings, run over folders of recordings.
+
+Model files, their cards and the channel/rate contract are the shared contract stage's
+(:mod:`neurodecode.contract`).
 
 Names are imported on first use (``neurodecode.batch.load_model``), so that importing the stage
 loads neither skops nor mne until they are needed.
@@ -7,17 +10,7 @@ loads neither skops nor mne until they are needed.
 import importlib
 
 _EXPORTS = {
-    "ModelCard": "model_file",
-    "ModelFileError": "model_file",
-    "TRUSTED_TYPES": "model_file",
-    "check_storable": "model_file",
-    "load_model": "model_file",
-    "read_card": "model_file",
-    "save_model": "model_file",
-    "ContractError": "predict",
-    "match_recording": "predict",
     "predict_recording": "predict",
-    "package_versions": "train",
     "train_model": "train",
 }
 __all__ = list(_EXPORTS)

@@ -2,7 +2,7 @@
 
 :func:`run_batch` finds every recording under a folder (EDF, BDF, GDF, FIF, BrainVision, EEGLAB),
 and for each one: reads it (:func:`~neurodecode.data.io.recordings.read_raw`), matches it to the
-model's channels and rate (:func:`~neurodecode.batch.predict.match_recording`), checks its quality
+model's channels and rate (:func:`~neurodecode.contract.signal.match_recording`), checks its quality
 (:func:`~neurodecode.batch.qc.run_qc`), and predicts every sliding window
 (:func:`~neurodecode.batch.predict.predict_recording`) unless QC failed. It writes, per recording,
 ``results/<id>.csv`` (one row per window) and ``results/<id>.json`` (QC, contract notes, spectra,
@@ -203,7 +203,7 @@ _MODELS: dict = {}
 
 def _model(model_path: str, model_sha256: str):
     """The model, loaded once per process (and checked to be the file the run was planned with)."""
-    from .model_file import load_model
+    from ..contract.model_file import load_model
 
     if model_sha256 not in _MODELS:
         if file_digest(model_path)[0] != model_sha256:
@@ -412,7 +412,8 @@ def _analyse(path: Path, task: dict, model, card, result: dict, scrub: _Scrubber
     """The stages of one recording, filling ``result``; returns (predictions table or None, complete)."""
     from ..data.errors import NeurodecodeDataError
     from ..data.io.recordings import read_raw
-    from .predict import match_recording, predict_recording
+    from ..contract.signal import match_recording
+    from .predict import predict_recording
     from .qc import qc_reason, run_qc
 
     # Read without preloading, then load: read_raw refuses NaN samples outright, and a recording
@@ -535,7 +536,7 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
         Folder searched recursively for EDF, BDF, GDF, FIF (``*_raw.fif``, ``*.fif``), BrainVision
         (``.vhdr``) and EEGLAB (``.set``) recordings.
     model_path : path-like
-        A model file (:func:`~neurodecode.batch.model_file.save_model`).
+        A model file (:func:`~neurodecode.contract.model_file.save_model`).
     out_dir : path-like
         Where ``results/``, ``summary.csv`` and ``manifest.jsonl`` go (created).
     n_jobs : int
@@ -577,8 +578,8 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
     BatchError
         The input folder or the model cannot be used (:class:`NoRecordingsError`: no recording).
     """
-    from ..benchmark.scaleout import joblib_backend
-    from .model_file import ModelFileError, read_card
+    from .._utils.scaleout import joblib_backend
+    from ..contract.model_file import ModelFileError, read_card
 
     stream = stream or sys.stderr
     input_dir, out_dir = Path(input_dir), Path(out_dir)

@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import datetime
 import math
-import platform
-from importlib import metadata
 
 import numpy as np
 
-from .model_file import ModelCard, check_storable, save_model
+from ..contract.model_file import ModelCard, check_storable, save_model
+from ..contract.versions import package_versions
 
-__all__ = ["RANDOM_STATE", "VERSIONED_PACKAGES", "package_versions", "train_model"]
+__all__ = ["RANDOM_STATE", "train_model"]
 
 #: The cross-validation seed (MOABB's benchmark seeds its evaluations with 42 too).
 RANDOM_STATE = 42
-#: Packages whose versions a card records (those installed; "python" is added).
-VERSIONED_PACKAGES = ("neurodecode", "numpy", "scipy", "scikit-learn", "pandas", "mne", "pyriemann", "torch",
-                      "braindecode", "skorch", "skops", "moabb")
-
-
-def package_versions() -> dict:
-    """Installed version of each of :data:`VERSIONED_PACKAGES` (absent ones left out), and Python's."""
-    out = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    out["python"] = platform.python_version()
-    return out
-
-
 def _resolve_pipeline(pipeline_spec_or_estimator, name):
     """(estimator, pipeline name, pipeline hash) from a PipelineSpec or a bare estimator."""
-    from ..benchmark.runner import pipeline_hash
+    from ..contract.pipeline_files import pipeline_hash
 
     spec = pipeline_spec_or_estimator
     if hasattr(spec, "pipeline") and hasattr(spec, "name"):
@@ -70,7 +52,7 @@ def train_model(pipeline_spec_or_estimator, dataset_spec, *, subjects=None, cv: 
     Parameters
     ----------
     pipeline_spec_or_estimator : PipelineSpec or estimator
-        A pipeline from :func:`~neurodecode.benchmark.runner.load_pipelines`, or an unfitted
+        A pipeline from :func:`~neurodecode.contract.pipeline_files.load_pipelines`, or an unfitted
         scikit-learn estimator taking (n_trials, n_channels, n_times) arrays.
     dataset_spec : str or Dataset
         Anything :func:`~neurodecode.data.registry.get_dataset` takes.
@@ -79,7 +61,7 @@ def train_model(pipeline_spec_or_estimator, dataset_spec, *, subjects=None, cv: 
     cv : int
         Folds, at least 2 and at most the trials of the rarest class.
     out : path or None
-        Write the model file there (:func:`~neurodecode.batch.model_file.save_model`). Whether
+        Write the model file there (:func:`~neurodecode.contract.model_file.save_model`). Whether
         the pipeline can be stored is checked before any training.
     name : str or None
         The model's name; default ``"<pipeline> on <dataset>"``.

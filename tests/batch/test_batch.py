@@ -158,7 +158,7 @@ def test_output_folder_inside_the_input_is_not_read(tmp_path, dataset_dir):
 # --------------------------------------------------------------------------- what is scored
 @pytest.mark.parametrize("file", ["edf/S003R04.edf", "edf/S004R08.edf", "edf/S005R12.edf"])
 def test_real_runs_are_scored(main_run, model_path, file):
-    from neurodecode.batch.model_file import read_card
+    from neurodecode.contract.model_file import read_card
 
     card = read_card(model_path)
     row, result, table = _row(main_run, file), _result(main_run, file), _predictions(main_run, file)
@@ -306,7 +306,7 @@ def test_changed_input_is_recomputed(pair, model_path, tmp_path, dataset_dir):
 
 
 def test_changed_model_or_options_recompute_everything(pair, model_path, tmp_path):
-    from neurodecode.batch.model_file import load_model, save_model
+    from neurodecode.contract.model_file import load_model, save_model
 
     out = tmp_path / "out"
     _run(pair, model_path, out)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-from neurodecode.batch import TRUSTED_TYPES, ModelCard, ModelFileError, load_model, read_card, save_model, train_model
-from neurodecode.batch.model_file import check_storable
-from neurodecode.benchmark.runner import load_pipelines
+from neurodecode.batch import train_model
+from neurodecode.contract import TRUSTED_TYPES, ModelCard, ModelFileError, load_model, read_card, save_model
+from neurodecode.contract.model_file import check_storable
+from neurodecode.contract.pipeline_files import load_pipelines
 from neurodecode.data.registry import get_dataset
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"

@@ -12,8 +12,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from neurodecode.batch import ContractError, match_recording, predict_recording, train_model
-from neurodecode.benchmark.runner import load_pipelines
+from neurodecode.batch import predict_recording, train_model
+from neurodecode.contract import ContractError, match_recording
+from neurodecode.contract.pipeline_files import load_pipelines
 from neurodecode.cli import main
 from neurodecode.data.cards import get_card
 from neurodecode.data.dataset import Dataset

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from neurodecode.benchmark.runner import BenchmarkConfig, load_pipelines, run_benchmark, session_scores
+from neurodecode.benchmark.runner import BenchmarkConfig, run_benchmark, session_scores
+from neurodecode.contract.pipeline_files import load_pipelines
 from neurodecode.benchmark.results import ResultStore, row_key
 from neurodecode.reports.benchmark_report import pipeline_palette, write_report
 
@@ -279,7 +280,7 @@ def test_edited_pipeline_is_recomputed_and_never_mixed_with_its_old_rows(data_ro
 def test_pipeline_hash_is_the_same_in_another_process():
     """No memory address or object id leaks into the hash (the deep pipelines hold classes and partials)."""
     files = [REPO / "pipelines" / name for name in ("BANDPOWER_LDA.yml", "CONN_SVM.yml", "EEGNet.py")]
-    code = ("import sys, json; from neurodecode.benchmark.runner import load_pipelines; "
+    code = ("import sys, json; from neurodecode.contract.pipeline_files import load_pipelines; "
             "print(json.dumps({p.name: p.hash for f in sys.argv[1:] for p in load_pipelines(f)[0]}))")
     runs = [subprocess.run([sys.executable, "-c", code, *map(str, files)], capture_output=True, text=True,
                            env={**_env(), "NEURODECODE_DEEP_EPOCHS": "3"}, timeout=300, check=True)
@@ -362,7 +363,7 @@ def test_unselected_pipeline_files_are_never_executed(data_root, tmp_path):
 
 
 def test_declared_names_are_read_without_running_the_file(tmp_path):
-    from neurodecode.benchmark.runner import declared_names
+    from neurodecode.contract.pipeline_files import declared_names
 
     marker = tmp_path / "ran"
     (tmp_path / "evil.yml").write_text(EVIL_YML.format(marker=marker))

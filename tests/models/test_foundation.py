@@ -288,7 +288,7 @@ def test_pipeline_file_runs_on_plain_arrays_once_the_benchmark_binds_the_signal(
     """As the benchmark hands MOABB's arrays to pipelines: rate and channel names bound, positions looked up."""
     from pathlib import Path
 
-    from neurodecode.benchmark.runner import load_pipelines
+    from neurodecode.contract.pipeline_files import load_pipelines
     from neurodecode.transforms.signal import bind_signal_info
 
     monkeypatch.setenv("NEURODECODE_DEEP_EPOCHS", "1")

@@ -22,7 +22,7 @@ use_loopback_config()  # before mne_lsl creates anything: liblsl reads its confi
 from mne_lsl.lsl import StreamInlet, resolve_streams  # noqa: E402
 from mne_lsl.player import PlayerLSL  # noqa: E402
 
-from neurodecode.batch import load_model, match_recording  # noqa: E402
+from neurodecode.contract import load_model, match_recording  # noqa: E402
 from neurodecode.cli import main  # noqa: E402
 from neurodecode.data.stream import CausalBandpass, cue_window_labels  # noqa: E402
 from neurodecode.online import (LSLDecoder, LSLError, LSLStreamLostError, LSLStreamNotFoundError,  # noqa: E402

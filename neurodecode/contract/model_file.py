@@ -111,7 +111,7 @@ class ModelCard:
     pipeline_name, pipeline_hash : str
         The pipeline and :func:`~neurodecode.benchmark.runner.pipeline_hash` of its parameters.
     resample : bool
-        Whether :func:`~neurodecode.batch.predict.match_recording` may resample a recording
+        Whether :func:`~neurodecode.contract.signal.match_recording` may resample a recording
         at another rate (otherwise it is refused).
     notes : str
     unit : str

@@ -1,6 +1,6 @@
 """Scale-out: the benchmark's folds on a Dask cluster, through joblib's Dask backend.
 
-Each fold is one call of a pure function (:func:`~neurodecode.benchmark.runner.score_fold`),
+Each fold is one call of a pure function (:func:`~neurodecode.benchmark.folds.score_fold`),
 so where it runs does not change its result: a run on a Dask cluster writes the same rows as a
 run in one process. The main process keeps the planning, the data loading and every write to
 the result store; workers only fit and score.

@@ -1,0 +1,113 @@
+"""The signal contract: a recording made to meet what a fitted model expects, or told why it cannot.
+
+A model expects what it was trained on (its :class:`~neurodecode.contract.model_file.ModelCard`):
+these channels, by name, in this order; this sampling rate. :func:`match_recording` is the one
+route by which a recording's channels and rate reach a fitted model in ``predict``, ``batch`` and
+``online``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..data.errors import InvalidDataError
+from .model_file import ModelCard
+
+__all__ = ["ContractError", "match_recording"]
+
+
+class ContractError(InvalidDataError):
+    """A recording that does not meet what a model expects (channels, sampling rate, length)."""
+
+
+def _where(raw) -> str:
+    names = [f for f in (getattr(raw, "filenames", None) or ()) if f]
+    return Path(names[0]).name if names else "recording"
+
+
+def _normalised(name: str) -> str:
+    # EDF writers pad and re-case labels ("Fc5." for FC5, "CZ" for Cz); 10-20 names are
+    # case-insensitive, so this is the one loosening allowed, and only when it is unambiguous.
+    return name.strip().strip(".").strip().upper()
+
+
+def _rename_loosely(names: list, wanted: list) -> dict:
+    """Recording name -> model name for model channels found only up to case and padding dots."""
+    by_norm: dict = {}
+    for name in names:
+        by_norm.setdefault(_normalised(name), []).append(name)
+    present = set(names)
+    mapping = {}
+    for want in wanted:
+        if want in present:
+            continue
+        found = by_norm.get(_normalised(want), [])
+        if len(found) == 1 and found[0] not in wanted:
+            mapping[found[0]] = want
+    return mapping
+
+
+def match_recording(raw, card: ModelCard, *, resample: bool | None = None):
+    """A copy of ``raw`` with the model's channels, in the model's order, at the model's rate.
+
+    Channels are matched by name. When a model channel is absent under its exact name, a
+    recording channel equal to it up to letter case and padding dots (EDF's ``"Fc5."`` for
+    ``"FC5"``) is taken, provided exactly one matches; the renaming is reported.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        Preloaded; it is not modified.
+    card : ModelCard
+    resample : bool or None
+        None: resample a recording at another rate only when ``card.resample`` allows it;
+        True: resample it; False: never.
+
+    Returns
+    -------
+    raw : mne.io.BaseRaw
+        The model's channels only, in ``card.ch_names`` order, at ``card.sfreq``; no channel
+        marked bad (every one of them is needed).
+    report : dict
+        ``file``, ``extra_channels`` (in the recording, not used by the model), ``reordered``
+        (the model's channels were there in another order), ``renamed`` (recording name ->
+        model name), ``bads`` (model channels the recording marked bad: used anyway),
+        ``resampled_from`` (the recording's rate, or None).
+
+    Raises
+    ------
+    ContractError
+        Model channels missing (all listed), or another sampling rate without resampling.
+    """
+    where = _where(raw)
+    names = list(raw.ch_names)
+    wanted = list(card.ch_names)
+    renamed = _rename_loosely(names, wanted)
+    available = {renamed.get(n, n) for n in names}
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise ContractError(f"{where}: {len(missing)} of the {len(wanted)} channels that model {card.name!r} needs "
+                            f"are missing: {missing}")
+    sfreq = float(raw.info["sfreq"])
+    same_rate = math.isclose(sfreq, float(card.sfreq), rel_tol=1e-9)
+    allowed = card.resample if resample is None else bool(resample)
+    if not same_rate and not allowed:
+        raise ContractError(f"{where}: sampled at {sfreq:g} Hz but model {card.name!r} was trained at "
+                            f"{float(card.sfreq):g} Hz; resample it (resample=True, --resample) or train at "
+                            f"{sfreq:g} Hz")
+    out = raw.copy()
+    if renamed:
+        out.rename_channels(renamed)
+    used = [renamed.get(n, n) for n in names]
+    present_order = [n for n in used if n in set(wanted)]
+    bads = [b for b in (renamed.get(n, n) for n in out.info["bads"]) if b in set(wanted)]
+    out.info["bads"] = []
+    out.pick(wanted)
+    if not same_rate:
+        # Resampled before filtering, so that the band-pass is designed at the training rate, as in training.
+        out.resample(float(card.sfreq), npad="auto", verbose="error")
+    report = {"file": where, "extra_channels": [n for n in names if renamed.get(n, n) not in set(wanted)],
+              "reordered": present_order != wanted, "renamed": renamed, "bads": bads,
+              "resampled_from": None if same_rate else sfreq}
+    return out, report
