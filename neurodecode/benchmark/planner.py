@@ -14,6 +14,7 @@ from typing import Callable
 from joblib import parallel_config
 
 from .._utils.env import temporary_environ
+from ..contract.signal import bind_signal
 from . import moabb_glue
 from .folds import score_fold, score_pseudo_online
 
@@ -78,14 +79,6 @@ def _select_subjects(dataset, subjects, full):
         shown = present if len(present) <= 12 else f"{present[:10]}... ({len(present)} in all)"
         raise ValueError(f"{dataset.name}: subject(s) {lacking} have no recordings here; present: {shown}")
     return [int(s) for s in subjects]
-
-
-
-def _bind_signal(estimator, info):
-    """The estimator with parameters left to the data (``sfreq=None``...) set from the signal's info."""
-    from ..transforms.signal import bind_signal_info
-
-    return bind_signal_info(estimator, info) if info is not None else estimator
 
 
 
@@ -249,7 +242,7 @@ class _Planner:
                 # signal's own values, recorded when MOABB read the recordings.
                 info = moabb_glue.signal_info(dataset)
                 for task in tasks:
-                    task["pipeline"] = _bind_signal(task["pipeline"], info)
+                    task["pipeline"] = bind_signal(task["pipeline"], info)
                 yield from self._fold_units(ds, X, y, metadata, tasks, metric, counts)
 
     def _fold_units(self, ds, X, y, metadata, tasks, metric, counts):
@@ -300,7 +293,7 @@ class _Planner:
                 continue
             with parallel_config(backend="sequential"):
                 windows = sliding_windows(ds.streams([subject]), PSEUDO_ONLINE["window_s"], PSEUDO_ONLINE["step_s"])
-            units = [_Unit(n, subject, score_pseudo_online, (_bind_signal(pipes[n].pipeline, windows.info), n, windows),
+            units = [_Unit(n, subject, score_pseudo_online, (bind_signal(pipes[n].pipeline, windows.info), n, windows),
                            {"dataset_name": ds.name, "train_every": PSEUDO_ONLINE["train_every"]}) for n in todo]
             self._planned(len(units))
             yield from units

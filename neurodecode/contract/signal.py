@@ -14,7 +14,8 @@ from pathlib import Path
 from ..data.errors import InvalidDataError
 from .model_file import ModelCard
 
-__all__ = ["ContractError", "match_recording"]
+__all__ = ["ContractError", "bind_signal", "card_signal_info", "match_recording", "model_input",
+           "takes_container"]
 
 
 class ContractError(InvalidDataError):
@@ -111,3 +112,75 @@ def match_recording(raw, card: ModelCard, *, resample: bool | None = None):
               "reordered": present_order != wanted, "renamed": renamed, "bads": bads,
               "resampled_from": None if same_rate else sfreq}
     return out, report
+
+
+def card_signal_info(card: ModelCard):
+    """The :class:`~neurodecode.data.container.SignalInfo` a model was fitted on, from its card."""
+    from ..data.container import SignalInfo
+
+    return SignalInfo(sfreq=float(card.sfreq), ch_names=tuple(card.ch_names), ch_types=("eeg",) * len(card.ch_names),
+                      modality="eeg", class_names=tuple(card.class_names), tmin=float(card.window[0]),
+                      unit=card.unit if card.unit in ("SI", "uV") else "SI")
+
+
+def _first_step(model):
+    steps = getattr(model, "steps", None)
+    return _first_step(steps[0][1]) if steps else model
+
+
+def takes_container(model) -> bool:
+    """Whether a model's first step reads the signal contract from a DecodingData (neurodecode's own)."""
+    return type(_first_step(model)).__module__.startswith("neurodecode.")
+
+
+def model_input(model, X, card: ModelCard, info=None):
+    """What a fitted model is handed: windows with the card's signal contract, checked against the model.
+
+    Every application (``predict``, ``batch``, ``online``) gives a fitted model its windows through
+    this. A model whose first step is one of neurodecode's transformers gets a
+    :class:`~neurodecode.data.container.DecodingData` carrying the card's rate and channel order, so
+    that the transformers' one checker (:mod:`neurodecode._utils.checks`) compares them with what it
+    recorded at fit (``sfreq_``, ``ch_names_``) and refuses a contradiction. Any other model (a
+    pyRiemann or scikit-learn first step, which reads arrays only) gets the array, after the card's
+    shape is checked.
+
+    Parameters
+    ----------
+    model : estimator
+        The fitted model of the card.
+    X : ndarray of shape (n_windows, n_channels, n_times)
+        In the card's channel order and at its rate (:func:`match_recording`).
+    card : ModelCard
+    info : SignalInfo or None
+        :func:`card_signal_info` of ``card``, when the caller keeps one (a live loop).
+
+    Returns
+    -------
+    DecodingData or ndarray
+        Labels and metadata of a DecodingData are placeholders (label 0, unknown subject).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..data.container import METADATA_COLUMNS, DecodingData
+
+    X = np.asarray(X)
+    if X.ndim != 3 or X.shape[1] != len(card.ch_names) or X.shape[2] != card.n_times:
+        raise ContractError(f"model {card.name!r} takes windows of {len(card.ch_names)} channels x {card.n_times} "
+                            f"samples; got shape {X.shape}")
+    if not takes_container(model):
+        return X
+    info = card_signal_info(card) if info is None else info
+    metadata = pd.DataFrame({column: ["unknown"] * len(X) for column in METADATA_COLUMNS})
+    return DecodingData(X, np.zeros(len(X), dtype=int), metadata, info)
+
+
+def bind_signal(estimator, info):
+    """``estimator`` with parameters left to the data (``sfreq=None``...) set from ``info`` (None: unchanged).
+
+    The route by which the benchmark, which hands MOABB's plain arrays to pipelines, gives them the
+    signal MOABB read.
+    """
+    from ..transforms.signal import bind_signal_info
+
+    return bind_signal_info(estimator, info) if info is not None else estimator
