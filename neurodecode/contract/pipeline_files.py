@@ -337,14 +337,14 @@ def on_device(specs, device):
     """
     if device is None:
         return specs
-    import torch
+    from .._utils.device import DEVICE_CHOICES, resolve_device
 
-    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"--device must be auto, cpu or cuda; got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: torch sees no CUDA device on this machine; use --device auto or cpu")
+    try:
+        resolved = resolve_device(device)
+    except ValueError as err:
+        raise ValueError(f"--device: {err}") from None
+    # "auto" and a bare "cuda" are written "cuda" (the hash and the rows say the kind of device); "cuda:1" stays.
+    device = resolved.type if str(device) in DEVICE_CHOICES else str(resolved)
     out = []
     for spec in specs:
         keys = [k for k in spec.pipeline.get_params(deep=True) if k == "device" or k.endswith("__device")]

@@ -378,9 +378,8 @@ class DeepClassifier(ClassifierMixin, BaseEstimator):
         if X.shape[2] != self.n_times_:
             raise ValueError(f"{name}: X has {X.shape[2]} time samples per trial but the network was built for "
                              f"{self.n_times_}: crop or window the trials to the fitted shape")
-        device = torch.device(self.device_)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            device = torch.device("cpu")  # a GPU-trained classifier unpickled on a CPU machine
+        # A GPU-trained classifier loaded on a CPU machine predicts on the CPU.
+        device = resolve_device(self.device_, for_inference=True)
         # A copy on the GPU, so that predicting leaves the fitted network where it is (on the CPU).
         network = self.module_ if device.type == "cpu" else copy.deepcopy(self.module_).to(device)
         return predict_logits(network, (X / self.scale_).astype(np.float32), batch_size=2 * int(self.batch_size),

@@ -781,8 +781,7 @@ class FoundationClassifier(ClassifierMixin, BaseEstimator):
         return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000)).fit(features, encoded)
 
     def _device(self):
-        device = torch.device(self.device_)
-        return torch.device("cpu") if device.type == "cuda" and not torch.cuda.is_available() else device
+        return resolve_device(self.device_, for_inference=True)
 
     def _embed(self, tokens, device):
         module = self.module_ if device.type == "cpu" else copy.deepcopy(self.module_).to(device)

@@ -24,7 +24,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import distance_riemann, mean_riemann, tangent_space, untangent_space
 from ..geometry._backend import to_tensor
-from ..transforms.covariance import batched, resolve_device
+from .._utils.device import resolve_device
+from ..transforms.covariance import batched
 from .._utils.checks import check_matrices
 
 _CONSTRAINTS = {

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
 
+from .._utils.device import resolve_device
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from .config import MONITORS, TrainConfig
@@ -30,16 +31,6 @@ __all__ = ["TrainResult", "Trainer", "predict_logits", "resolve_device", "should
 
 #: The ``"auto"`` rule copies arrays to a CUDA device when they take less than this share of its free memory.
 DEVICE_MEMORY_SHARE = 0.25
-
-
-def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"``: ``cuda:local_rank`` when torch sees a GPU, else the CPU; other strings as torch reads them."""
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and resolved.index is None:
-        resolved = torch.device(f"cuda:{local_rank}")
-    return resolved
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import ESTIMATORS, covariances, invsqrtm, log_map, mean_riemann
 from .._utils.checks import check_signals, unpack_data
-from .covariance import resolve_device
+from .._utils.device import resolve_device
 
 KINDS = ("correlation", "partial correlation", "tangent", "covariance")
 

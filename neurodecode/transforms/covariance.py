@@ -9,19 +9,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import ESTIMATORS, covariances, mean_riemann, tangent_space
 from ..geometry._backend import to_tensor
+from .._utils.device import resolve_device
 from .._utils.checks import check_matrices, check_signal_info, check_signals
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None`` and ``"auto"`` mean the GPU when one is present, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA device here")
-    return resolved
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:
