@@ -111,10 +111,11 @@ def main(argv=None) -> None:
 
     from joblib.externals.loky import get_reusable_executor
 
-    from neurodecode.batch import runner
+    from neurodecode.batch import recording
     from neurodecode.contract.model_file import load_model
     from neurodecode.batch.report import write_report
-    from neurodecode.batch.runner import recording_id, run_batch
+    from neurodecode.batch.discovery import recording_id
+    from neurodecode.batch.runner import run_batch
     from neurodecode.data.cards import get_card
 
     first, last = (int(v) for v in args.subjects.split("-"))
@@ -139,7 +140,7 @@ def main(argv=None) -> None:
             for workers in (1, 2):
                 shutil.rmtree(folders[workers], ignore_errors=True)
                 get_reusable_executor().shutdown(wait=True)  # a cold start, as a new command has
-                runner._MODELS.clear()
+                recording._MODELS.clear()
                 start = time.perf_counter()
                 with open(os.devnull, "w") as quiet:
                     summary = run_batch(inputs, model_path, folders[workers], n_jobs=workers, events=EVENTS,

@@ -3,9 +3,11 @@
 An "amplifier" process replays eegmmidb subject 1 run 12 (64 channels, 160 Hz) as an LSL stream
 on loopback, pushing 10 samples every 62.5 ms stamped with the LSL clock at the push (the last
 sample of each chunk is "now", as an amplifier stamps it). In this process, for each pipeline
-(Cov+TS+LR; ACM(order, lag 3)+TS+LR for orders 2-4; fitted on the same subject's runs 4 and 8,
-1 s causal 8-32 Hz windows), two decoders run in turn on that stream, a decision every 10 samples
-on the last 1 s:
+(Cov+TS+LR; ACM(order, lag 3)+TS+LR for orders 2-4; the shipped ``pipelines/COV_TS_LR.yml``, whose
+neurodecode transformers take the streaming decoder's per-window path, so that every window goes
+through :func:`neurodecode.contract.signal.model_input` and the transformers' rate and channel
+check; all fitted on the same subject's runs 4 and 8, 1 s causal 8-32 Hz windows), two decoders run
+in turn on that stream, a decision every 10 samples on the last 1 s:
 
 * ``neurodecode``: :class:`neurodecode.online.LSLDecoder` (pulls every sample once, streaming
   decoder with running covariance sums, decision and class probabilities published on an LSL
@@ -40,7 +42,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neurodecode.online.lsl import use_loopback_config  # noqa: E402
+from neurodecode.online.stream_io import use_loopback_config  # noqa: E402
 
 use_loopback_config()  # before liblsl is first used, here and in the amplifier process (it inherits the variable)
 
@@ -78,18 +80,27 @@ def amplifier(name: str, subject: int, run: int, ready, stop) -> None:
         k += 1
 
 
+#: The package's own COV+TS+LR (``pipelines/COV_TS_LR.yml``): neurodecode's transformers, no running-sum path.
+SHIPPED = "COV+TS+LR (shipped)"
+
+
 def pipelines(orders) -> dict:
     from pyriemann.estimation import Covariances
     from pyriemann.tangentspace import TangentSpace
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
+    from neurodecode.contract.pipeline_files import load_pipelines
     from neurodecode.transforms.augmented import AugmentedCovariance
 
     pipes = {"Cov+TS+LR": make_pipeline(Covariances("oas"), TangentSpace(), LogisticRegression(max_iter=1000))}
     for order in orders:
         pipes[f"ACM({order},3)+TS+LR"] = make_pipeline(AugmentedCovariance(order=order, lag=3, estimator="oas"),
                                                        TangentSpace(), LogisticRegression(max_iter=1000))
+    (spec,), failures = load_pipelines(Path(__file__).resolve().parents[1] / "pipelines" / "COV_TS_LR.yml")
+    if failures:
+        raise SystemExit(f"pipelines/COV_TS_LR.yml: {failures}")
+    pipes[SHIPPED] = spec.pipeline
     return pipes
 
 
@@ -103,10 +114,9 @@ def card_for(name, ch_names, class_names):
 
 
 def ours(pipe, card, stream: str, seconds: float, probabilities: bool = True) -> dict:
-    from neurodecode.contract import match_recording
     from neurodecode.online import LSLDecoder
 
-    live = LSLDecoder(pipe, card, stream=stream, match=match_recording, step_s=CHUNK / SFREQ, display=False,
+    live = LSLDecoder(pipe, card, stream=stream, step_s=CHUNK / SFREQ, display=False,
                       outlet=f"{stream}-nd-{card.name}", timeout_s=10.0, probabilities=probabilities)
     live.connect()
     summary = live.run(seconds)
@@ -155,6 +165,8 @@ def main(argv=None):
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--no-proba", action="store_true",
                         help="neurodecode publishes no probabilities (its decoder's fastest path)")
+    parser.add_argument("--pipelines", default=None, metavar="NAME,...",
+                        help=f"only these pipelines (default: all; names: Cov+TS+LR, ACM(2,3)+TS+LR, ..., {SHIPPED})")
     parser.add_argument("--smoke", action="store_true", help="5 s per decoder, ACM order 2 only")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -173,8 +185,17 @@ def main(argv=None):
     load_before = os.getloadavg()
     rows, raw = [], {}
     try:
-        for name, pipe in pipelines([int(o) for o in args.orders.split(",") if o]).items():
-            pipe.fit(train.X, train.y)
+        chosen = pipelines([int(o) for o in args.orders.split(",") if o])
+        if args.pipelines:
+            names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
+            unknown = [n for n in names if n not in chosen]
+            if unknown:
+                raise SystemExit(f"unknown pipeline(s) {unknown}; known: {list(chosen)}")
+            chosen = {n: chosen[n] for n in names}
+        for name, pipe in chosen.items():
+            # The shipped pipeline is fitted as `neurodecode train` fits it, on a DecodingData: its transformers
+            # record the rate and channel order that the live session's windows are then checked against.
+            pipe.fit(train, train.y) if name == SHIPPED else pipe.fit(train.X, train.y)
             card = card_for(name, train.info.ch_names, train.info.class_names)
             row = {"pipeline": name}
             for who, run in (("neurodecode", ours), ("mne-lsl + predict", anchor)):
@@ -185,6 +206,7 @@ def main(argv=None):
                 row[f"{who} decisions"] = lat.size
                 row[f"{who} p50 ms"] = float(np.median(lat))
                 row[f"{who} p99 ms"] = float(np.percentile(lat, 99))
+                row[f"{who} processing p50 ms"] = float(np.median(proc))
                 row[f"{who} processing p99 ms"] = float(np.percentile(proc, 99))
                 row[f"{who} first second max ms"] = float(np.max(result["latency_ms"][:SKIP]))
                 if result["dropouts"] is not None:  # a starved amplifier or decoder: a reset mid-run
@@ -210,7 +232,9 @@ def main(argv=None):
                                               "load_before": load_before, "load_after": load_after,
                                               "cpu_count": os.cpu_count(), "table": rows,
                                               "skipped": SKIP,
-                                              "samples": {k: v["latency_ms"] for k, v in raw.items()}}, indent=1))
+                                              "samples": {k: v["latency_ms"] for k, v in raw.items()},
+                                              "processing_samples": {k: v["processing_ms"] for k, v in raw.items()}},
+                                             indent=1))
         print(f"written: {args.out}")
 
 

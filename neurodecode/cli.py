@@ -258,30 +258,39 @@ def _add_batch_parser(sub) -> None:
 
 
 def _batch(args) -> int:
+    from ._utils.files import private_umask
+    from ._utils.scaleout import SchedulerUnreachableError
+    from .batch.errors import BatchError
     from .batch.report import write_report
-    from .batch.runner import BatchError, run_batch
-    from .benchmark.scaleout import SchedulerUnreachableError
+    from .batch.runner import run_batch
 
+    where = "neurodecode batch: error:"
     if args.n_jobs == 0 or args.n_jobs < -1:
-        print(f"neurodecode batch: error: --n-jobs must be a positive number or -1, got {args.n_jobs}",
-              file=sys.stderr)
+        print(f"{where} --n-jobs must be a positive number or -1, got {args.n_jobs}", file=sys.stderr)
         return 2
-    try:
-        summary = run_batch(args.input_dir, args.model, args.out, n_jobs=args.n_jobs, scheduler=args.scheduler,
-                            resample=True if args.resample else None, score_flagged=args.score_flagged,
-                            progress=not args.no_progress, ids=args.ids, keep_names=args.keep_names,
-                            step_s=args.step, events=args.events, montage=args.montage)
-    except (BatchError, SchedulerUnreachableError) as err:
-        print(f"neurodecode batch: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"neurodecode batch: interrupted; finished recordings are kept in {args.out} and the same command "
-              "resumes", file=sys.stderr)
-        return 130
-    shown = summary.drop(columns=["reason"]).round({"accuracy": 3}).astype(object)
-    print(shown.where(shown.notna(), "-").to_string(index=False))
-    if not args.no_report:
-        print(f"report: {write_report(args.out)}")
+    with private_umask():  # health data: every file the run creates (report included) is the user's alone
+        try:
+            summary = run_batch(args.input_dir, args.model, args.out, n_jobs=args.n_jobs, scheduler=args.scheduler,
+                                resample=True if args.resample else None, score_flagged=args.score_flagged,
+                                progress=not args.no_progress, ids=args.ids, keep_names=args.keep_names,
+                                step_s=args.step, events=args.events, montage=args.montage)
+        except (BatchError, SchedulerUnreachableError) as err:
+            print(f"{where} {_one_line(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"neurodecode batch: interrupted; finished recordings are kept in {args.out} and the same "
+                  "command resumes", file=sys.stderr)
+            return 130
+        shown = summary.drop(columns=["reason", "model_name", "model_sha256"]).round({"accuracy": 3}).astype(object)
+        print(f"model: {summary.attrs['model_name']} (sha256 {summary.attrs['model_sha256']})")
+        print(shown.where(shown.notna(), "-").to_string(index=False))
+        if not args.no_report:
+            try:
+                print(f"report: {write_report(args.out)}")
+            except OSError as err:
+                print(f"{where} cannot write the report to {args.out}: {err.strerror or err}; the results are "
+                      "kept, and `neurodecode batch` again (or write_report) writes it", file=sys.stderr)
+                return 2
     return 1 if (summary["status"] == "failed").any() else 0
 
 
@@ -301,11 +310,15 @@ def _add_train_parser(sub) -> None:
     train = sub.add_parser(
         "train", help="cross-validate a pipeline on a dataset, fit it on every trial and save it as a model file",
         description="Loads PIPELINE_FILE (MOABB YAML or .py; it is code and runs when loaded), cross-validates the "
-                    "pipeline on the dataset's cue-locked trials (stratified folds, seed 42; ROC AUC for two "
-                    "classes, accuracy otherwise), fits it on all of them and writes a model file (a zip of the "
-                    "model in skops' format and its card) plus the card as OUT.card.json for reading. Model files "
-                    "load without running code; deep (torch/skorch) pipelines cannot be saved as such and are "
-                    "refused before training. Exit status: 0 saved, 1 training failed, 2 a usage mistake.")
+                    "pipeline on the dataset's cue-locked trials twice (ROC AUC for two classes, balanced accuracy "
+                    "otherwise): leaving subjects out (GroupKFold by subject, min(CV, subjects) folds; the headline, "
+                    "the figure for a new person) and pooling every subject's trials (stratified folds, seed 42), "
+                    "with chance level and a WARNING when the headline's 95% interval reaches chance; then fits it "
+                    "on all trials and writes a model file (a zip of the model in skops' format and its card) plus "
+                    "the card as OUT.card.json for reading. Progress goes to stderr. Model files load without "
+                    "running code; a pipeline that cannot be stored, or an OUT that cannot be written, is refused "
+                    "before training. Exit status: 0 saved, 1 training failed, 2 a usage mistake or an output "
+                    "that cannot be written.")
     train.add_argument("pipeline_file", metavar="PIPELINE_FILE", help="a pipeline file (or a folder, with --pipeline)")
     train.add_argument("--dataset", default=DEFAULT_DATASET, metavar="SPEC",
                        help=f"a package dataset, a card file, a BIDS folder or moabb:ClassName (default: "
@@ -313,19 +326,23 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--subjects", type=_subjects, default=None, help="e.g. 1-3,7 (default: every subject present)")
     train.add_argument("--pipeline", default=None, metavar="NAME", help="the pipeline, when the file defines several")
     train.add_argument("--out", default=None, help="model file to write (default: <pipeline name>.ndm)")
-    train.add_argument("--cv", type=int, default=5, help="cross-validation folds (default: 5)")
+    train.add_argument("--cv", type=int, default=5,
+                       help="cross-validation folds (default: 5; leaving subjects out: at most one per subject)")
     train.add_argument("--name", default=None, help="the model's name (default: '<pipeline> on <dataset>')")
     train.add_argument("--allow-resample", action="store_true",
                        help="let `neurodecode predict` resample recordings at another rate without --resample")
+    train.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def _train(args) -> int:
+    import contextlib
     import re
     import warnings
     from pathlib import Path
 
+    from ._utils.files import write_atomically
+    from .batch.train import check_writable, score_lines, train_model
     from .contract.model_file import ModelFileError
-    from .batch.train import train_model
     from .contract.pipeline_files import PIPELINE_SUFFIXES, declared_names, load_pipelines
     from .data.errors import NeurodecodeDataError
 
@@ -359,21 +376,27 @@ def _train(args) -> int:
         return 2
     spec = specs[0]
     out = Path(args.out) if args.out else Path(re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name).strip("_") + ".ndm")
+    card_path = out.with_name(out.name + ".card.json")
     try:
+        for path, what in ((out, "model file"), (card_path, "card")):  # before any data are loaded
+            check_writable(path, what=what)
         _, card = train_model(spec, args.dataset, subjects=args.subjects, cv=args.cv, out=out, name=args.name,
-                              resample=args.allow_resample)
+                              resample=args.allow_resample, progress=not args.quiet)
     except (ValueError, FileNotFoundError, NeurodecodeDataError, ModelFileError) as err:
         print(f"{where} {_one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the pipeline itself failed: one line, no traceback
         print(f"neurodecode train: {spec.name} failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
         return 1
-    card_path = out.with_name(out.name + ".card.json")
-    card_path.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    scores = card.scores
-    print(f"{card.name}: {scores['metric']} {scores['mean']:.3f} +/- {scores['std']:.3f} "
-          f"({len(scores['per_fold'])}-fold CV, {scores['n_trials']} trials of subjects "
-          f"{_format_subjects(card.subjects)}, {card.sfreq:g} Hz, {len(card.ch_names)} channels)")
+    print("\n".join(score_lines(card, _format_subjects(card.subjects))))
+    try:
+        write_atomically(card_path, (json.dumps(card.to_dict(), indent=2) + "\n").encode())
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            card_path.unlink(missing_ok=True)  # a previous model's card must not sit beside this model
+        print(f"{where} the model was saved to {out}, but its card could not be written to {card_path}: "
+              f"{err.strerror or err} (the card is inside the model file too)", file=sys.stderr)
+        return 2
     print(f"model: {out}  card: {card_path}")
     return 0
 
@@ -427,45 +450,59 @@ def _predict_summary(table, card) -> str:
 
 
 def _predict(args) -> int:
-    import os
+    import tempfile
     from pathlib import Path
 
-    from .contract.model_file import load_model
+    from ._utils import files
     from .batch.predict import predict_recording
+    from .contract.model_file import load_model
     from .data.errors import NeurodecodeDataError
 
+    where = "neurodecode predict: error:"
     stems: dict = {}
     for rec in args.recordings:
         stems.setdefault(Path(rec).stem, []).append(rec)
-    clashes = {stem: files for stem, files in stems.items() if len(files) > 1}
+    clashes = {stem: recs for stem, recs in stems.items() if len(recs) > 1}
     if clashes:
-        stem, files = next(iter(clashes.items()))
-        print(f"neurodecode predict: error: recordings {files} would all write {stem}.csv; predict them into "
-              "separate --out folders", file=sys.stderr)
+        stem, clashing = next(iter(clashes.items()))
+        print(f"{where} recordings {clashing} would all write {stem}.csv; predict them into separate --out folders",
+              file=sys.stderr)
         return 2
     try:
-        model, card = load_model(args.model)
+        model, card = load_model(args.model)  # the full trust check, before the output folder or any recording
     except NeurodecodeDataError as err:
-        print(f"neurodecode predict: error: {_one_line(err)}", file=sys.stderr)
+        print(f"{where} {_one_line(err)}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for rec in args.recordings:
-        name = Path(rec).name
+    with files.private_umask():  # health data: the predictions are the user's alone
         try:
-            table = predict_recording(model, card, rec, step_s=args.step, resample=True if args.resample else None)
+            if out.exists() and not out.is_dir():
+                raise FileExistsError("it is a file, not a folder")
+            files.make_private_dir(out)
+            tempfile.TemporaryFile(dir=out).close()  # writable? (read-only, full): known before any recording
+        except OSError as err:
+            print(f"{where} cannot use the output folder {out}: {err.strerror or err}", file=sys.stderr)
+            return 2
+        failed = 0
+        for rec in args.recordings:
+            name = Path(rec).name
+            try:
+                table = predict_recording(model, card, rec, step_s=args.step,
+                                          resample=True if args.resample else None)
+            except Exception as err:  # noqa: BLE001 - one bad recording must not stop the others
+                failed += 1
+                message = _one_line(err)
+                message = message[len(name) + 2:] if message.startswith(f"{name}: ") else message  # named once
+                print(f"{name}: failed: {type(err).__name__}: {message}", file=sys.stderr)
+                continue
             target = out / f"{Path(rec).stem}.csv"
-            tmp = target.with_name(f".{target.name}.tmp")
-            table.to_csv(tmp, index=False, float_format="%.6g")
-            os.replace(tmp, target)  # a reader never sees half a CSV
-        except Exception as err:  # noqa: BLE001 - one bad recording must not stop the others
-            failed += 1
-            message = _one_line(err)
-            message = message[len(name) + 2:] if message.startswith(f"{name}: ") else message  # named once
-            print(f"{name}: failed: {type(err).__name__}: {message}", file=sys.stderr)
-            continue
-        print(f"{name}: {_predict_summary(table, card)} -> {target}")
+            try:  # a reader never sees half a CSV, and a full disk leaves no partial file
+                files.write_atomically(target, table.to_csv(index=False, float_format="%.6g").encode())
+            except OSError as err:
+                print(f"{where} cannot write to {out}: {err.strerror or err}; the predictions written so far are "
+                      "complete, and the same command writes the rest", file=sys.stderr)
+                return 2
+            print(f"{name}: {_predict_summary(table, card)} -> {target}")
     if failed:
         print(f"neurodecode predict: {failed} of {len(args.recordings)} recording(s) failed", file=sys.stderr)
     return 1 if failed else 0
@@ -482,8 +519,9 @@ def _add_online_parser(sub) -> None:
                     "(running accuracy, nMCC, ITR). Every decision, marker and dropout is appended to --log (JSON "
                     "lines) as it happens. LSL discovery stays on this machine (neurodecode's loopback "
                     "configuration) unless --lsl-config or LSLAPICFG names another. Ctrl-C ends the session. "
-                    "Exit status: 0 the session ended, 1 the stream was not found, broke the model's contract or "
-                    "was lost, 2 a usage mistake.")
+                    "MODEL is loaded and checked (archive, checksums, trusted types) before any stream is looked "
+                    "for. Exit status: 0 the session ended, 1 the stream was not found, broke the model's contract "
+                    "or was lost, 2 a usage mistake (MODEL missing, damaged or refused among them).")
     live.add_argument("model", metavar="MODEL", help="model file (.ndm) from `neurodecode train`")
     live.add_argument("--stream", required=True, metavar="NAME", help="name of the LSL EEG stream")
     live.add_argument("--source-id", default=None, metavar="ID", help="only the stream with this LSL source id")
@@ -517,21 +555,25 @@ def _online(args) -> int:
     import os
 
     from .contract.model_file import load_model
-    from .contract.signal import match_recording
     from .data.errors import NeurodecodeDataError
-    from .online.lsl import LSLDecoder, LSLError, use_loopback_config
+    from .online import LSLDecoder, LSLError, use_loopback_config
+    from .online.display import printable
 
-    where = "neurodecode online: error:"
+    def fail(err, code: int) -> int:
+        # Messages quote the card's and the stream's strings: escaped, they cannot drive the terminal.
+        print(f"neurodecode online: error: {printable(_one_line(err))}", file=sys.stderr)
+        return code
+
     try:
+        # The model file's full check (archive, sha256s, trusted types) before any stream is looked for.
+        model, card = load_model(args.model)
         # Discovery packets go where the configuration says; on a machine without one, only to 127.0.0.1.
         if args.lsl_config or not os.environ.get("LSLAPICFG"):
             use_loopback_config(args.lsl_config)
-        model, card = load_model(args.model)
     except NeurodecodeDataError as err:
-        print(f"{where} {_one_line(err)}", file=sys.stderr)
-        return 2
+        return fail(err, 2)
     log = args.log or time.strftime("online-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
-    decoder = LSLDecoder(model, card, stream=args.stream, match=match_recording, source_id=args.source_id,
+    decoder = LSLDecoder(model, card, stream=args.stream, source_id=args.source_id,
                          step_s=args.step, markers=args.markers, events=args.events,
                          outlet=False if args.no_outlet else args.outlet, log=log,
                          display=False if args.quiet else None, timeout_s=args.timeout, dropout_s=args.dropout,
@@ -540,11 +582,9 @@ def _online(args) -> int:
         decoder.connect()
         summary = decoder.run(args.duration)
     except ValueError as err:
-        print(f"{where} {_one_line(err)}", file=sys.stderr)
-        return 2
+        return fail(err, 2)
     except LSLError as err:
-        print(f"{where} {_one_line(err)}", file=sys.stderr)
-        return 1
+        return fail(err, 1)
     except KeyboardInterrupt:
         print("neurodecode online: interrupted before the session started", file=sys.stderr)
         return 130
@@ -557,7 +597,7 @@ def _online(args) -> int:
             f": accuracy {summary['accuracy']:.2f}, nMCC {summary['nmcc']:.2f}, ITR {summary['itr']:.1f} bits/min"
             if summary["n_scored"] else ""))
     print("; ".join(parts))
-    print(f"log: {log}")
+    print(f"log: {printable(log)}")
     return 0
 
 

@@ -13,8 +13,13 @@ Rules (``docs/batch.md``, "Manifest and resume"):
 * Result files are written to a temporary name in the same folder and renamed over the final
   name (:func:`write_atomic`), so a reader sees the old file or the new one, never half of one;
   the completion record is appended only after both files are in place.
-* The manifest is append-only; a line cut short by a kill is ignored when read, and the next
-  append starts on a fresh line.
+* The manifest is appended to during a run; a line cut short by a kill is ignored when read, and
+  the next append starts on a fresh line. When a run completes, the manifest is rewritten
+  (atomically) to the run's record and the completion records of the results the folder holds
+  (:meth:`Manifest.compact`), so a run finished after interruptions leaves the same bytes as one
+  that was never interrupted.
+* The key holds the model file's sha256, and one output folder holds one model's results: see
+  :mod:`neurodecode.batch.runner` (the folder's lock, results of another model replaced).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import os
 import re
 from pathlib import Path
 
-from .._utils.files import write_atomically
+from .._utils import files as _files
 
 __all__ = ["MANIFEST_NAME", "Manifest", "file_digest", "recording_files", "recording_digest", "write_atomic"]
 
@@ -102,7 +107,7 @@ def write_atomic(path, data: bytes) -> str:
     The temporary file is flushed to disk before the rename, so after a crash ``path`` holds
     either its previous content or all of ``data``.
     """
-    write_atomically(path, data)
+    _files.write_atomically(path, data)  # looked up on each call: one place to simulate a full disk in tests
     return hashlib.sha256(data).hexdigest()
 
 
@@ -115,6 +120,10 @@ def remove_stale_temporaries(folder) -> int:
             tmp.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def _line(record: dict) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 class Manifest:
@@ -151,10 +160,10 @@ class Manifest:
         return {r["id"]: r for r in self.records() if r.get("event") == "done" and "id" in r}
 
     def append(self, record: dict) -> None:
-        """Add one record as one line, flushed to disk before returning."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-        with open(self.path, "ab+") as fh:
+        """Add one record as one line, flushed to disk before returning (a new manifest is created 0600)."""
+        line = _line(record)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "ab+") as fh:
             # A kill during a previous append may have left a line without its newline: start a new one.
             if fh.tell() > 0:
                 fh.seek(-1, os.SEEK_END)
@@ -163,6 +172,17 @@ class Manifest:
             fh.write(line.encode())
             fh.flush()
             os.fsync(fh.fileno())
+
+    def compact(self, run_record: dict, out_dir) -> None:
+        """Rewrite the manifest, atomically, as what the folder holds once a run is complete.
+
+        ``run_record`` (the run's model, version, options), then the last completion record of
+        each recording whose result files are intact, sorted by id. So the manifest of a run
+        completed over several interrupted attempts has the same bytes as an uninterrupted run's,
+        and records of results that no longer exist are dropped.
+        """
+        finished = [r for _, r in sorted(self.completed().items()) if self.is_finished(r, r.get("key"), out_dir)]
+        write_atomic(self.path, "".join(_line(r) for r in [run_record, *finished]).encode())
 
     @staticmethod
     def is_finished(record: dict | None, key: dict, out_dir) -> bool:

@@ -3,8 +3,9 @@
 A model expects what it was trained on (its :class:`~neurodecode.contract.model_file.ModelCard`):
 these channels, by name; this sampling rate; trials of this length, band-passed with this
 zero-phase IIR filter, in this unit. :func:`match_recording` makes a recording meet the first
-two or says why it cannot; :func:`predict_recording` does the rest and returns one row per
-window.
+two or says why it cannot; :func:`predict_recording` does the rest, hands the windows to the model
+through :func:`~neurodecode.contract.signal.model_input` (the one route by which windows, their
+rate and channel order reach a fitted model) and returns one row per window.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from ..data.stream import cue_window_labels
 from ..contract.model_file import ModelCard
-from ..contract.signal import ContractError, match_recording
+from ..contract.signal import ContractError, match_recording, model_input
 
 __all__ = ["BATCH_WINDOWS", "predict_recording"]
 
@@ -130,7 +131,7 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
     predicted, proba = [], []
     for first in range(0, len(starts), BATCH_WINDOWS):
         chunk = np.ascontiguousarray(view[:, starts[first:first + BATCH_WINDOWS]].transpose(1, 0, 2))
-        labels, p = _predict_chunk(model, chunk, has_proba)
+        labels, p = _predict_chunk(model, chunk, card, has_proba)
         predicted.append(np.asarray([_label_name(v, card) for v in labels], dtype=object))
         if has_proba:
             proba.append(p)
@@ -148,10 +149,16 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
     return table
 
 
-def _predict_chunk(model, X, has_proba: bool):
-    """Labels (``predict``, so that they equal the model's own) and probabilities, features computed once."""
+def _predict_chunk(model, X, card: ModelCard, has_proba: bool):
+    """Labels (``predict``, so that they equal the model's own) and probabilities, features computed once.
+
+    The windows reach the model through :func:`~neurodecode.contract.signal.model_input`, so that a
+    model whose first step is one of neurodecode's transformers checks the card's rate and channel
+    order against what it was fitted on.
+    """
     from sklearn.pipeline import Pipeline
 
+    X = model_input(model, X, card)
     final = model
     if isinstance(model, Pipeline) and len(model.steps) > 1:
         X, final = model[:-1].transform(X), model[-1]

@@ -27,34 +27,25 @@ def _where(raw) -> str:
     return Path(names[0]).name if names else "recording"
 
 
-def _normalised(name: str) -> str:
-    # EDF writers pad and re-case labels ("Fc5." for FC5, "CZ" for Cz); 10-20 names are
-    # case-insensitive, so this is the one loosening allowed, and only when it is unambiguous.
-    return name.strip().strip(".").strip().upper()
+def _rename_loosely(names: list, wanted: list):
+    """The one channel-naming rule (:func:`neurodecode.data.channels.match_names`) applied to a recording.
 
+    EDF writers spell the model's ``FC5`` as ``"Fc5."``, ``"EEG Fc5"``, ``"Fc5-REF"``...; returns the
+    :class:`~neurodecode.data.channels.NameMatch`, whose ``renamed`` maps recording names to model names.
+    """
+    from ..data.channels import match_names
 
-def _rename_loosely(names: list, wanted: list) -> dict:
-    """Recording name -> model name for model channels found only up to case and padding dots."""
-    by_norm: dict = {}
-    for name in names:
-        by_norm.setdefault(_normalised(name), []).append(name)
-    present = set(names)
-    mapping = {}
-    for want in wanted:
-        if want in present:
-            continue
-        found = by_norm.get(_normalised(want), [])
-        if len(found) == 1 and found[0] not in wanted:
-            mapping[found[0]] = want
-    return mapping
+    return match_names(wanted, names)
 
 
 def match_recording(raw, card: ModelCard, *, resample: bool | None = None):
     """A copy of ``raw`` with the model's channels, in the model's order, at the model's rate.
 
     Channels are matched by name. When a model channel is absent under its exact name, a
-    recording channel equal to it up to letter case and padding dots (EDF's ``"Fc5."`` for
-    ``"FC5"``) is taken, provided exactly one matches; the renaming is reported.
+    recording channel equal to it up to letter case, ``EEG`` prefixes, ``-REF`` suffixes, padding
+    dots and the old 10-20 names (EDF's ``"Fc5."``, ``"EEG Fc5"`` or ``"Fc5-REF"`` for ``"FC5"``,
+    ``"T3"`` for ``"T7"``; :func:`neurodecode.data.channels.match_names`) is taken, provided exactly
+    one matches; the renaming is reported.
 
     Parameters
     ----------
@@ -79,17 +70,18 @@ def match_recording(raw, card: ModelCard, *, resample: bool | None = None):
     Raises
     ------
     ContractError
-        Model channels missing (all listed), or another sampling rate without resampling.
+        Model channels missing (one line: how many, the first few, and why none matched), or
+        another sampling rate without resampling.
     """
     where = _where(raw)
     names = list(raw.ch_names)
     wanted = list(card.ch_names)
-    renamed = _rename_loosely(names, wanted)
-    available = {renamed.get(n, n) for n in names}
-    missing = [c for c in wanted if c not in available]
-    if missing:
-        raise ContractError(f"{where}: {len(missing)} of the {len(wanted)} channels that model {card.name!r} needs "
-                            f"are missing: {missing}")
+    matched = _rename_loosely(names, wanted)
+    renamed = matched.renamed
+    if matched.missing:
+        from ..data.channels import describe_unmatched
+
+        raise ContractError(f"{where}: {describe_unmatched(matched)}")
     sfreq = float(raw.info["sfreq"])
     same_rate = math.isclose(sfreq, float(card.sfreq), rel_tol=1e-9)
     allowed = card.resample if resample is None else bool(resample)

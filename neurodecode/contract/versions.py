@@ -9,7 +9,7 @@ __all__ = ["VERSIONED_PACKAGES", "package_versions"]
 
 #: Packages whose versions a card records (those installed; "python" is added).
 VERSIONED_PACKAGES = ("neurodecode", "numpy", "scipy", "scikit-learn", "pandas", "mne", "pyriemann", "torch",
-                      "braindecode", "skorch", "skops", "moabb")
+                      "braindecode", "skops", "moabb")
 
 
 def package_versions() -> dict:

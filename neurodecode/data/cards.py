@@ -1,11 +1,11 @@
 """Dataset cards: which files a dataset has, their checksums, licence and source.
 
-The package's cards are TOML files in ``neurodecode/data/dataset_cards/`` (package data, so a
-wheel install has them too); a user's cards live in the user's folder and go through the same
-code (``list_cards(extra_dirs=...)``, ``neurodecode datasets --cards DIR``). Data are found under
-the folder named by the environment variable ``NEURODECODE_DATA`` (a user's card may name its
-own folder); nothing is ever downloaded unless the caller opts in explicitly. See
-``docs/datasets.md``.
+The package's cards are TOML files in the repository's top-level ``datasets/`` folder, shipped
+as package data (``neurodecode/data/dataset_cards/`` in a wheel install; :func:`cards_dir`); a
+user's cards live in the user's folder and go through the same code (``list_cards(extra_dirs=...)``,
+``neurodecode datasets --cards DIR``). Data are found under the folder named by the environment
+variable ``NEURODECODE_DATA`` (a user's card may name its own folder); nothing is ever downloaded
+unless the caller opts in explicitly. See ``docs/datasets.md``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,21 @@ CACHE_ENV = "NEURODECODE_CACHE"
 
 
 def cards_dir() -> Path:
-    """The folder holding the package's dataset cards (package data: present in a wheel install too)."""
-    folder = Path(__file__).resolve().parent / "dataset_cards"
-    if not folder.is_dir():
-        raise NeurodecodeDataError(f"no dataset cards found in {folder}; the installation is incomplete")
-    return folder
+    """The folder holding the package's dataset cards.
+
+    One copy: the repository's top-level ``datasets/`` folder, which a built package installs as
+    ``neurodecode/data/dataset_cards/`` (pyproject's ``package-dir``). An installed package reads
+    that; a source checkout or an editable install, which has no such folder, reads ``datasets/``
+    beside ``pyproject.toml``.
+    """
+    here = Path(__file__).resolve().parent
+    installed, repository = here / "dataset_cards", here.parents[1]
+    if installed.is_dir():
+        return installed
+    if (repository / "pyproject.toml").is_file() and (repository / "datasets").is_dir():
+        return repository / "datasets"
+    raise NeurodecodeDataError(f"no dataset cards found in {installed} (nor in a source tree's datasets/ folder); "
+                               "the installation is incomplete")
 
 
 def data_root() -> Path:

@@ -218,12 +218,15 @@ class Dataset:
             part = epochs_to_data(raw, events, event_id, tmin=t0, tmax=t1, dataset=self.name, subject=subject,
                                   session=rec.session, run=rec.run, picks=self.picks, class_names=class_names,
                                   modality=self.modality, extra_metadata=rec.extra)
-            X, info = part.X * scale, part.info
+            X, info = part.X, part.info
             if resample is not None and resample != info.sfreq:
+                # Resample the epochs, not the recording, with Epochs.resample's defaults, then scale: MOABB's
+                # order, so that the samples equal MOABB's bit for bit.
                 X = mne.filter.resample(X, float(resample), info.sfreq, npad="auto", window="auto", pad="edge",
                                         method="fft", verbose="error")
                 info = replace(info, sfreq=float(resample))
-            return DecodingData(X, part.y, part.metadata, replace(info, unit="uV" if scale == 1e6 else info.unit))
+            return DecodingData(X * scale, part.y, part.metadata,
+                                replace(info, unit="uV" if scale == 1e6 else info.unit))
 
         data = load_many(_Items(items), load_one, on_error=on_error, desc=self.name, progress=progress)
         if data is None:

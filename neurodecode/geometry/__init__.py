@@ -4,6 +4,8 @@ torch inside (CPU or GPU), numpy in and numpy out for scikit-learn users; no est
 Every function broadcasts over leading axes.
 """
 
+from .alignment import (align_signals, dispersion, geodesic, procrustes_loss, procrustes_rotation, recenter,
+                        signal_reference, stretch, whitener)
 from .covariance import (ESTIMATORS, covariance_from_sums, covariances, ledoit_wolf_shrinkage,
                          ledoit_wolf_shrinkage_from_moments, oas_shrinkage, shrink)
 from .riemann import (distance_riemann, exp_map, log_map, mean_logeuclid, mean_riemann, tangent_space, unupper,
@@ -12,6 +14,8 @@ from .spd import (apply_eigenvalue_function, check_positive, check_spd, check_sy
                   logm, powm, sqrtm)
 
 __all__ = [
+    "align_signals", "dispersion", "geodesic", "procrustes_loss", "procrustes_rotation", "recenter",
+    "signal_reference", "stretch", "whitener",
     "ESTIMATORS", "covariance_from_sums", "covariances", "ledoit_wolf_shrinkage", "ledoit_wolf_shrinkage_from_moments",
     "oas_shrinkage", "shrink",
     "distance_riemann", "exp_map", "log_map", "mean_logeuclid", "mean_riemann", "tangent_space", "unupper",

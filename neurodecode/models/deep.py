@@ -13,19 +13,17 @@ import inspect
 import math
 import numbers
 import os
-import random
 import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._utils.checks import check_signal_info, check_signals
-from ..training import Trainer, TrainConfig, predict_logits, resolve_device
-from ..training.distributed import local_rank
+from .._utils.device import resolve_device
+from .torch_estimator import TorchEstimator, _braindecode_class, _callable_name, build_network, network_config
 
 __all__ = ["AUGMENTATIONS", "DeepClassifier", "deep_pipeline", "default_max_epochs"]
 
@@ -59,7 +57,10 @@ def default_max_epochs(device: str = "auto") -> int:
         if epochs < 1:
             raise ValueError(f"NEURODECODE_DEEP_EPOCHS must be a positive integer; got {value!r}")
         return epochs
-    return GPU_MAX_EPOCHS if resolve_device(device).type == "cuda" else CPU_EPOCHS
+    # The budget follows the device asked for ("cuda" on a machine without one still means a GPU
+    # run: the pipeline is built here and may be fitted on a GPU machine); "auto" follows torch.
+    kind = resolve_device(device, for_inference=True).type
+    return GPU_MAX_EPOCHS if kind == "cuda" or str(device).startswith("cuda") else CPU_EPOCHS
 
 
 # -- augmentation ------------------------------------------------------------------------------
@@ -143,22 +144,22 @@ def _make_augment(augment, n_times: int, sfreq, seed: int):
 
 # -- the network -------------------------------------------------------------------------------
 
-def _model_factory(model):
+def _network_config(model, model_params, n_chans: int, n_times: int, n_outputs: int, sfreq, ch_names) -> dict:
+    """The config (:func:`~neurodecode.models.torch_estimator.network_config`) of the network for these signals.
+
+    A braindecode model by name is built with the signal arguments it declares; a user's class or
+    callable with those its signature names (all of them when it takes ``**kwargs``).
+    """
     if isinstance(model, str):
-        import braindecode.models
-
-        factory = getattr(braindecode.models, model, None)
-        if not (inspect.isclass(factory) and issubclass(factory, torch.nn.Module)):
+        factory = _braindecode_class(model)
+        if factory is None:
             raise ValueError(f"DeepClassifier: braindecode.models has no network named {model!r}")
-        return factory
-    if callable(model):
-        return model
-    raise ValueError(f"DeepClassifier: model must be a braindecode model name ('EEGNet') or a class/callable "
-                     f"building a torch.nn.Module; got {model!r}")
-
-
-def _build_network(model, model_params, n_chans: int, n_times: int, n_outputs: int, sfreq):
-    factory = _model_factory(model)
+        library = "braindecode"
+    elif callable(model):
+        factory, library = model, "user"
+    else:
+        raise ValueError(f"DeepClassifier: model must be a braindecode model name ('EEGNet') or a class/callable "
+                         f"building a torch.nn.Module; got {model!r}")
     params = dict(model_params or {})
     clash = sorted(set(params) & set(_SIGNAL_ARGUMENTS))
     if clash:
@@ -179,13 +180,12 @@ def _build_network(model, model_params, n_chans: int, n_times: int, n_outputs: i
         if isinstance(default, numbers.Real):
             warnings.warn(f"DeepClassifier: the sampling rate is unknown, so {getattr(factory, '__name__', factory)} "
                           f"assumes its default sfreq={default}: pass sfreq=... or a DecodingData", stacklevel=3)
-    network = factory(**{k: v for k, v in signal.items() if accepts(k)}, **params)
-    if not isinstance(network, torch.nn.Module):
-        raise ValueError(f"DeepClassifier: model built a {type(network).__name__}, not a torch.nn.Module")
-    return network
+    init = {**{k: v for k, v in signal.items() if accepts(k)}, **params}
+    return network_config(library, model if library == "braindecode" else factory, init, n_chans=n_chans,
+                          n_times=n_times, n_outputs=n_outputs, sfreq=sfreq, ch_names=ch_names)
 
 
-class DeepClassifier(ClassifierMixin, BaseEstimator):
+class DeepClassifier(ClassifierMixin, TorchEstimator):
     """A braindecode network as a scikit-learn classifier of (n_trials, n_channels, n_times) trials.
 
     At fit the network is built from the data (``n_chans``, ``n_times``, ``n_outputs`` = number of
@@ -257,40 +257,15 @@ class DeepClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, model="EEGNet", model_params=None, *, sfreq=None, max_epochs=None, batch_size=64, lr=1e-3,
                  weight_decay=1e-2, val_fraction=0.2, patience=20, label_smoothing=0.0, augment=None, device="auto",
                  precision="auto", compile="auto", random_state=0, checkpoint_dir=None, verbose=False):
+        super().__init__(sfreq=sfreq, max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         val_fraction=val_fraction, patience=patience, device=device, precision=precision,
+                         random_state=random_state, verbose=verbose)
         self.model = model
         self.model_params = model_params
-        self.sfreq = sfreq
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.val_fraction = val_fraction
-        self.patience = patience
         self.label_smoothing = label_smoothing
         self.augment = augment
-        self.device = device
-        self.precision = precision
         self.compile = compile
-        self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
-        self.verbose = verbose
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags
-
-    def _config(self, max_epochs: int) -> TrainConfig:
-        if isinstance(self.random_state, bool) or not isinstance(self.random_state, numbers.Integral):
-            raise ValueError(f"DeepClassifier: random_state must be an integer; got {self.random_state!r}")
-        if self.model_params is not None and not isinstance(self.model_params, dict):
-            raise ValueError(f"DeepClassifier: model_params must be a dict or None; got {self.model_params!r}")
-        return TrainConfig(max_epochs=max_epochs, batch_size=self.batch_size, lr=self.lr,
-                           weight_decay=self.weight_decay, val_fraction=self.val_fraction, patience=self.patience,
-                           label_smoothing=self.label_smoothing, device=self.device, precision=self.precision,
-                           compile=self.compile, seed=int(self.random_state), checkpoint_dir=self.checkpoint_dir,
-                           verbose=bool(self.verbose)).validate()
 
     def fit(self, X, y):
         """Build the network for these trials and train it.
@@ -298,77 +273,44 @@ class DeepClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : DecodingData or array-like, shape (n_trials, n_channels, n_times)
+            A DecodingData also gives the sampling rate (for networks that take one) and the channel names.
         y : array-like, shape (n_trials,)
+            At least two classes.
 
         Returns
         -------
-        self
+        self : DeepClassifier
         """
-        name = type(self).__name__
-        given = X
-        X, sfreq, ch_names = check_signal_info(self, given, reset=True)
-        if self.sfreq is not None:  # checked, and checked against a DecodingData's rate
-            sfreq = check_signal_info(self, given, reset=True, sfreq=self.sfreq)[1]
-        X = check_signals(X, name)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"{name}: y must be 1-D with one label per trial; got shape {y.shape} for {len(X)} trials")
-        check_classification_targets(y)
-        classes, encoded = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(f"{name}: y holds one class ({classes[0]!r}); a classifier needs two or more")
+        X, classes, encoded, sfreq, ch_names = self._training_trials(X, y, sfreq_required=False)
+        if isinstance(self.random_state, bool) or not isinstance(self.random_state, numbers.Integral):
+            raise ValueError(f"DeepClassifier: random_state must be an integer; got {self.random_state!r}")
+        if self.model_params is not None and not isinstance(self.model_params, dict):
+            raise ValueError(f"DeepClassifier: model_params must be a dict or None; got {self.model_params!r}")
         max_epochs = self.max_epochs if self.max_epochs is not None else default_max_epochs(self.device)
-        config = self._config(max_epochs)
+        config = self._train_config(max_epochs, label_smoothing=self.label_smoothing, compile=self.compile,
+                                    checkpoint_dir=self.checkpoint_dir)
         scale = float(X.std())
         scale = scale if math.isfinite(scale) and scale > 0 else 1.0
         n_trials, n_chans, n_times = X.shape
-        device = resolve_device(config.device, local_rank())  # under torchrun, this process's GPU
-        seed = int(self.random_state)
-        # The caller's random generators are left as they were: the seeded draws of this fit happen
-        # on forks of torch's, and numpy's and Python's (which the trainer seeds) are put back.
-        numpy_state, python_state = np.random.get_state(), random.getstate()
-        try:
-            with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                network = _build_network(self.model, self.model_params, n_chans, n_times, len(classes), sfreq)
-                augment = _make_augment(self.augment, n_times, sfreq, seed)
-                result = Trainer(config, augment=augment).fit(network, (X / scale).astype(np.float32),
-                                                              encoded.astype(np.int64))
-        finally:
-            np.random.set_state(numpy_state)
-            random.setstate(python_state)
+        with self._seeded():
+            spec = _network_config(self.model, self.model_params, n_chans, n_times, len(classes), sfreq, ch_names)
+            network = build_network(spec, allow_callable=True)
+            augment = _make_augment(self.augment, n_times, sfreq, int(self.random_state))
+            self._train(network, (X / scale).astype(np.float32), encoded, config, spec, augment=augment)
         self.classes_ = classes
-        self.module_ = result.model.cpu().eval()  # portable: pickles and unpickles without a GPU
-        # How to build the network again when unpickling (see __getstate__), fixed at fit.
-        self._network_spec = (self.model, copy.deepcopy(self.model_params), n_chans, n_times, len(classes), sfreq)
         self.scale_ = scale
         self.n_chans_, self.n_times_ = n_chans, n_times
         self.sfreq_ = sfreq
         self.ch_names_ = ch_names
         self.max_epochs_ = max_epochs
-        self.device_ = str(result.device)
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
         return self
 
-    def __getstate__(self):
-        # Networks with parametrizations (braindecode's max-norm constraints, in FBCNet for one)
-        # refuse to be pickled whole: pickle the weights, and build the network again on load.
-        state = super().__getstate__()
-        if isinstance(state.get("module_"), torch.nn.Module):
-            state = dict(state, module_={"state_dict": {k: v.detach().cpu() for k, v in
-                                                        state["module_"].state_dict().items()}})
-        return state
-
-    def __setstate__(self, state):
-        stored = state.get("module_")
-        if isinstance(stored, dict) and "state_dict" in stored:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # any warning was given at fit
-                network = _build_network(*state["_network_spec"])
-            network.load_state_dict(stored["state_dict"])
-            state = dict(state, module_=network.eval())
-        super().__setstate__(state)
+    def file_problem(self) -> str | None:
+        """A user's own network class or callable cannot go into a model file (one line naming it)."""
+        if not isinstance(self.model, str):
+            return (f"its network is built by {_callable_name(self.model)}, a class or callable of the user's own, "
+                    "which a model file cannot hold (it would run on load): use a braindecode model by name")
+        return None
 
     def _logits(self, X) -> torch.Tensor:
         check_is_fitted(self, "module_")
@@ -378,35 +320,21 @@ class DeepClassifier(ClassifierMixin, BaseEstimator):
         if X.shape[2] != self.n_times_:
             raise ValueError(f"{name}: X has {X.shape[2]} time samples per trial but the network was built for "
                              f"{self.n_times_}: crop or window the trials to the fitted shape")
-        # A GPU-trained classifier loaded on a CPU machine predicts on the CPU.
-        device = resolve_device(self.device_, for_inference=True)
-        # A copy on the GPU, so that predicting leaves the fitted network where it is (on the CPU).
-        network = self.module_ if device.type == "cpu" else copy.deepcopy(self.module_).to(device)
-        return predict_logits(network, (X / self.scale_).astype(np.float32), batch_size=2 * int(self.batch_size),
-                              device=device, precision=self.precision)
+        return self._outputs((X / self.scale_).astype(np.float32), batch_size=2 * int(self.batch_size))
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (softmax of the network's outputs).
+        """Class probabilities: the softmax, in float64, of the network's outputs for the standardised trials.
 
         Parameters
         ----------
-        X : DecodingData or array-like, shape (n_trials, n_channels, n_times)
+        X : DecodingData or array-like, shape (n_trials, n_chans_, n_times_)
+            The fitted channels and length.
 
         Returns
         -------
         proba : ndarray, shape (n_trials, n_classes), float64
         """
         return torch.softmax(self._logits(X).double(), dim=1).numpy()
-
-    def predict(self, X) -> np.ndarray:
-        """The most probable class of each trial.
-
-        Returns
-        -------
-        y : ndarray, shape (n_trials,)
-        """
-        winners = self._logits(X).argmax(dim=1).numpy()  # checks first that the classifier is fitted
-        return self.classes_[winners]
 
 
 def deep_pipeline(model, *, lr: float, max_epochs: int | None = None, batch_size: int = 64,

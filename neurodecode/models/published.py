@@ -5,8 +5,9 @@ hub repository): ``config.json`` (the model's ``get_config()``: class arguments 
 ``chs_info``) and ``model.safetensors`` or ``pytorch_model.bin``. :func:`load_published` builds the
 model from the configuration, loads every weight strictly, and puts a channel contract in front:
 
-* the user's channels are matched to the model's by name (case, ``EEG`` prefixes, trailing dots,
-  ``-REF`` suffixes and the old 10-20 names T3/T4/T5/T6 ignored), then, for the rest, by position
+* the user's channels are matched to the model's by name (the one rule of
+  :func:`neurodecode.data.channels.match_names`: case, ``EEG`` prefixes, trailing dots, ``-REF``
+  suffixes and the old 10-20 names T3/T4/T5/T6 ignored), then, for the rest, by position
   (nearest model electrode within ``max_distance_mm``, when both sides have positions);
 * channels the model expects but the user lacks are *missing*: an error unless
   ``on_missing="zero"`` (then they are fed zeros, and the report says so; LaBraM, which takes any
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,24 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.channels import match_names, normalise_name
+
 __all__ = ["ChannelMatch", "LoadReport", "PublishedModel", "load_published", "match_channels", "normalise_name",
            "standard_positions"]
 
-#: Old 10-20 names and their 10-10 equivalents (the same electrodes).
-_ALIASES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 #: Models whose weights cover a fixed list of channels of which any subset may be fed
 #: (``forward(x, ch_names=...)``): where braindecode keeps that list.
 _SUBSET_MODELS = {"Labram": ("braindecode.models.labram", "LABRAM_CHANNEL_ORDER")}
-
-
-def normalise_name(name: str, aliases: bool = False) -> str:
-    """A channel name reduced for matching: ``"EEG C3-REF"``, ``"c3.."`` and ``"C3"`` all give ``"C3"``.
-
-    ``aliases=True`` also maps the old 10-20 names to their 10-10 ones (T3 -> T7...).
-    """
-    reduced = re.sub(r"^EEG[\s_-]*", "", str(name).strip(), flags=re.IGNORECASE)
-    reduced = re.sub(r"[-_ ](REF|LE|AVG|AR)$", "", reduced, flags=re.IGNORECASE).rstrip(".").strip().upper()
-    return _ALIASES.get(reduced, reduced) if aliases else reduced
 
 
 @dataclass(frozen=True)
@@ -116,17 +106,11 @@ def match_channels(model_channels, user_channels, model_positions=None, user_pos
             raise ValueError(f"channels {user_channels[seen[key]]!r} and {name!r} are the same electrode ({key}): "
                              "keep one")
         seen[key] = j
-    index = [-1] * len(model_channels)
-    by_name, by_position = [], []
     # Exact names first, then the old 10-20 aliases, each user channel feeding one model channel at most
-    # (some models list both T3 and T7).
-    for aliases in (False, True):
-        free = {normalise_name(n, aliases): j for j, n in enumerate(user_channels) if j not in set(index)}
-        for i, name in enumerate(model_channels):
-            j = free.pop(normalise_name(name, aliases), None) if index[i] < 0 else None
-            if j is not None:
-                index[i] = j
-                by_name.append((name, user_channels[j]))
+    # (some models list both T3 and T7): the one naming rule of the signal contract.
+    index = list(match_names(model_channels, user_channels).index)
+    by_name = [(name, user_channels[j]) for name, j in zip(model_channels, index) if j >= 0]
+    by_position = []
     if model_positions is not None and user_positions is not None:
         mpos, upos = np.asarray(model_positions, float), np.asarray(user_positions, float)
         free_users = [j for j in range(len(user_channels)) if j not in set(index) and np.isfinite(upos[j]).all()]

@@ -381,6 +381,10 @@ def _tangent_decider(rest, cov: np.ndarray, moments: _RunningMoments, buf: np.nd
     return decider
 
 
+def _as_given(X):
+    return X
+
+
 class StreamingDecoder:
     """Decode a live stream with a fitted pipeline, one decision per step.
 
@@ -412,6 +416,13 @@ class StreamingDecoder:
         with every decision whose class scores are too close for float32 made again in float64
         (so labels are those of the float64 computation; see the module notes). ``"float64"``:
         always float64. Other pipelines always use float64.
+    to_model : callable or None
+        ``to_model(X)`` for windows ``X`` of shape (n, n_channels, n_window) gives what the
+        pipeline is handed, wherever windows reach it: every window on the per-window path, and
+        the first window, on which the incremental path is checked against the first step's
+        ``transform``. A live session passes the signal contract
+        (:func:`neurodecode.contract.signal.model_input`), so that the model's own checks see
+        the rate and channel order of what it decodes. None: the windows themselves.
 
     Attributes
     ----------
@@ -425,7 +436,7 @@ class StreamingDecoder:
 
     def __init__(self, pipeline, *, sfreq: float, window_s: float = 1.0, step_s: float = 0.0625,
                  fmin: float | None = 8.0, fmax: float | None = 32.0, filter_order: int = 4,
-                 incremental="auto", refresh: int | None = None, precision: str = "mixed"):
+                 incremental="auto", refresh: int | None = None, precision: str = "mixed", to_model=None):
         self.pipeline = pipeline
         self.sfreq = sfreq
         self.window_s = window_s
@@ -436,6 +447,7 @@ class StreamingDecoder:
         self.incremental = incremental
         self.refresh = refresh
         self.precision = precision
+        self.to_model = to_model
         self._started = False
 
     # -- state --------------------------------------------------------------------------
@@ -446,6 +458,9 @@ class StreamingDecoder:
             raise ValueError(f"incremental must be 'auto', True or False, got {self.incremental!r}")
         if self.precision not in ("mixed", "float64"):
             raise ValueError(f"precision must be 'mixed' or 'float64', got {self.precision!r}")
+        if self.to_model is not None and not callable(self.to_model):
+            raise TypeError(f"to_model must be None or a callable, got {type(self.to_model).__name__}")
+        self._model_input = self.to_model if self.to_model is not None else _as_given
         self.n_window_ = _n_samples(self.window_s, self.sfreq, "window_s")
         self.n_step_ = _n_samples(self.step_s, self.sfreq, "step_s")
         if self.n_step_ > self.n_window_:
@@ -494,7 +509,7 @@ class StreamingDecoder:
         if not self._candidates:
             return
         window = self._buf[:, end - self.n_window_:end]
-        reference = np.asarray(self.pipeline.steps[0][1].transform(window[None]))[0]
+        reference = np.asarray(self.pipeline.steps[0][1].transform(self._model_input(window[None])))[0]
         for spec in self._candidates:
             moments = _RunningMoments(window.shape[0], self.n_window_, spec["order"], spec["lag"],
                                       spec["estimator"], spec.get("delays", "ascending"))
@@ -524,7 +539,7 @@ class StreamingDecoder:
             else:
                 self._moments.update(self._buf, prev_end - self._buf_start, local)
         if self.mode_ == "per_window":
-            return self.pipeline.predict(self._buf[None, :, local - self.n_window_:local])[0]
+            return self.pipeline.predict(self._model_input(self._buf[None, :, local - self.n_window_:local]))[0]
         if self._tangent is not None:
             return self._tangent(self._moments.whitened_covariance(self._tangent.Winv2))
         return self._rest.predict(self._moments.covariance()[None])[0]

@@ -8,6 +8,12 @@ subject and session, as MOABB reports scores;
 the statistics are MOABB's own (``moabb.analysis.meta_analysis``): paired comparisons of
 pipelines over subjects (permutation test under 20 subjects, Wilcoxon above), standardised
 mean differences, and their combination across datasets (Stouffer).
+
+The page says, for each evaluation, how its folds were split (:data:`FOLD_SPLITS`) and, for each
+dataset and metric, the chance level and how it is computed (:func:`chance_levels`); the score
+plot draws those chance levels. Every name from a pipeline file, a dataset card or an error is
+HTML-escaped in the page and drawn literally in the figures
+(:func:`~neurodecode._utils.plot_text.literal`: a ``$`` is not mathtext).
 """
 
 from __future__ import annotations
@@ -18,13 +24,116 @@ import warnings
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pandas as pd
 
+from .._utils.plot_text import literal
+from ..benchmark.planner import PSEUDO_ONLINE, RANDOM_STATE, WITHIN_SESSION_FOLDS
 from ..benchmark.results import latest_version
 from ..benchmark.runner import load_results, session_scores
 
 #: Columns of ``failures.csv`` (one row per pipeline file that failed to load or pipeline that failed).
 FAILURE_COLUMNS = ("stage", "pipeline", "file", "subject", "error")
+
+#: How each evaluation splits a dataset into training and test folds, as the benchmark runs it.
+FOLD_SPLITS = {
+    "within-session": (f"per subject and session, stratified {WITHIN_SESSION_FOLDS}-fold cross-validation "
+                       f"(MOABB's WithinSessionEvaluation; each fold keeps the class proportions, trials "
+                       f"shuffled with random_state={RANDOM_STATE}); training and test trials come from the "
+                       "same session of the same subject"),
+    "cross-session": ("per subject, leave one session out (MOABB's CrossSessionEvaluation); trained on the "
+                      "subject's other sessions, tested on the held-out one"),
+    "cross-subject": ("leave one subject out (MOABB's CrossSubjectEvaluation); trained on every other selected "
+                      "subject, tested on the held-out subject's sessions"),
+    "pseudo-online": (f"per subject, leave one run out over sliding windows ({PSEUDO_ONLINE['window_s']:g} s "
+                      f"every {PSEUDO_ONLINE['step_s']:g} s; trained on every {PSEUDO_ONLINE['train_every']}th "
+                      "training window, tested on every window of the held-out run)"),
+}
+
+
+def _n_classes(dataset: str, rows: pd.DataFrame):
+    """Classes of a dataset: stored with its rows (``n_classes``), else from its package card, else None."""
+    if "n_classes" in rows.columns and rows["n_classes"].notna().any():
+        return int(rows["n_classes"].max())
+    from ..data.errors import NeurodecodeDataError
+    from ..data.registry import card_for
+
+    try:
+        classes = (card_for(dataset).extra.get("paradigm") or {}).get("classes")
+    except NeurodecodeDataError:
+        return None
+    return len(classes) if classes else None
+
+
+def chance_levels(results: pd.DataFrame) -> pd.DataFrame:
+    """The chance level of each (evaluation, dataset, metric) of the results, and how it is computed.
+
+    ROC AUC and nMCC are 0.5 at chance whatever the class balance; accuracy and balanced
+    accuracy are 1 / the number of classes (for accuracy, with balanced classes: a decoder that
+    always answers the majority class scores its share). The number of classes is the rows'
+    ``n_classes`` when stored, else the dataset's package card; unknown, the level is NaN.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        Fold rows (``evaluation``, ``dataset``, ``metric``, optionally ``n_classes``).
+
+    Returns
+    -------
+    chance : pandas.DataFrame
+        One row per (evaluation, dataset, metric): ``chance`` (float, NaN when unknown) and
+        ``computed_as`` (a sentence).
+    """
+    if "metric" not in results.columns:
+        results = results.assign(metric="score")
+    rows = []
+    for (evaluation, dataset, metric), part in results.groupby(["evaluation", "dataset", "metric"], sort=True):
+        if metric == "roc_auc":
+            chance, how = 0.5, "ROC AUC of scores unrelated to the class: 0.5 whatever the class balance"
+        elif metric == "nmcc":
+            chance, how = 0.5, "nMCC = (MCC + 1) / 2 of a constant or random decoder"
+        elif metric in ("accuracy", "balanced_accuracy"):
+            n = _n_classes(dataset, part)
+            chance = np.nan if n is None else 1.0 / n
+            how = (f"1 / {n} classes" if n is not None else "1 / the number of classes, which these results do "
+                   "not record")
+            if metric == "accuracy":
+                how += ("; for balanced classes (with unbalanced ones, always answering the majority class "
+                        "scores its share)")
+        else:
+            chance, how = np.nan, f"not known for the metric {metric!r}"
+        rows.append({"evaluation": evaluation, "dataset": dataset, "metric": metric, "chance": chance,
+                     "computed_as": how})
+    return pd.DataFrame(rows, columns=["evaluation", "dataset", "metric", "chance", "computed_as"])
+
+
+def _how_html(results: pd.DataFrame, chance: pd.DataFrame) -> str:
+    """How the folds were split (per evaluation) and what chance is (per dataset and metric)."""
+    items = []
+    for evaluation, part in results.groupby("evaluation", sort=True):
+        folds = sorted(part["n_folds"].dropna().astype(int).unique()) if "n_folds" in part.columns else []
+        counted = f" ({', '.join(map(str, folds))} fold(s) per split in these results)" if folds else ""
+        split = FOLD_SPLITS.get(evaluation, "not described: an evaluation this version does not know")
+        items.append(f"<li><b>{html.escape(str(evaluation))}</b>: {html.escape(split)}{counted}</li>")
+    table = chance.assign(chance=chance["chance"].map(lambda v: "unknown" if pd.isna(v) else f"{v:.3f}"))
+    table = table.rename(columns={"chance": "chance level", "computed_as": "computed as"})
+    return (f"<h2>How the scores were obtained</h2><p>Folds:</p><ul>{''.join(items)}</ul>"
+            "<p>Chance level of each score (the dashed line of the score plot):</p>"
+            + table.to_html(index=False, border=0, classes="t f"))
+
+
+def _literal_names(frame: pd.DataFrame, columns=("dataset", "pipeline", "pipe1", "pipe2")) -> pd.DataFrame:
+    """``frame`` with its name columns, index and column labels drawn literally (for MOABB's plots)."""
+    frame = frame.copy()
+    for column in columns:
+        if column in frame.columns:
+            frame[column] = frame[column].map(literal)
+
+    def label(value):
+        return literal(value) if isinstance(value, str) else value
+
+    frame.index, frame.columns = frame.index.map(label), frame.columns.map(label)
+    return frame
 
 
 def _frame(results, allow_empty: bool = False) -> pd.DataFrame:
@@ -64,7 +173,7 @@ def _failures_html(failures: pd.DataFrame) -> str:
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row) + "</tr>"
         for row in failures.itertuples(index=False))
-    head = "".join(f"<th>{c}</th>" for c in failures.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in failures.columns)
     return (f'<h2 style="color:#b00">Failures ({len(failures)})</h2>'
             "<p>These pipeline files did not load, or these pipelines raised; their results are missing or "
             "incomplete below (details in <code>failures.csv</code> and the results folder's "
@@ -152,20 +261,23 @@ def pipeline_palette(n_pipelines: int, default) -> list:
     return [colors[k % len(colors)] for k in range(n_pipelines)]
 
 
-def _score_plot(sessions, path, metric):
+def _score_plot(sessions, path, chance: pd.DataFrame):
     import matplotlib.pyplot as plt
     from moabb.analysis.plotting import score_plot
 
     from moabb.analysis import plotting
 
-    chance = 0.5 if metric in ("roc_auc", "accuracy") else None
+    # One chance line per dataset, drawn only when every dataset's level is known and single (MOABB draws
+    # 0.5 for a dataset it is not given, which would be wrong for a four-class accuracy).
+    levels = chance.groupby("dataset")["chance"].unique()
+    known = all(len(v) == 1 and pd.notna(v[0]) for v in levels)
+    chance_level = {literal(d): float(v[0]) for d, v in levels.items()} if known else None
     palette = pipeline_palette(sessions["pipeline"].nunique(), plotting.MOABB_PALETTE)
     with warnings.catch_warnings(), mock.patch.object(plotting, "MOABB_PALETTE", palette):
         warnings.simplefilter("ignore", UserWarning)  # seaborn on a palette longer than the hues
-        fig, _ = score_plot(sessions[["dataset", "pipeline", "subject", "session", "score"]], chance_level=chance)
+        fig, _ = score_plot(_literal_names(sessions[["dataset", "pipeline", "subject", "session", "score"]]),
+                            chance_level=chance_level)
     ax = fig.axes[0]
-    if metric == "nmcc":
-        ax.set_ylim(-100, 100)
     # Beside the axes: inside, MOABB's legend covers the points of the first dataset.
     ax.legend(*ax.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.savefig(path, dpi=80, bbox_inches="tight")
@@ -176,7 +288,7 @@ def _ranking_plot(ranks, path):
     import matplotlib.pyplot as plt
 
     several = ranks.index.get_level_values("dataset").nunique() > 1
-    labels = [f"{d}: {p}" if several else p for d, p in ranks.index]
+    labels = [literal(f"{d}: {p}" if several else p) for d, p in ranks.index]
     fig, ax = plt.subplots(figsize=(8 if several else 7, 0.5 * len(ranks) + 1.5))
     ax.barh(labels[::-1], ranks["mean_rank"][::-1], color="#3b7dd8")
     for y, (rank, wins, of) in enumerate(zip(ranks["mean_rank"][::-1], ranks["wins"][::-1], ranks["of"][::-1])):
@@ -194,7 +306,10 @@ def _stats_plots(stats, p_values, effects, out):
     from moabb.analysis.plotting import meta_analysis_plot, summary_plot
 
     files = {}
-    fig = summary_plot(p_values.copy(), effects.copy())
+    stats, p_values, effects = _literal_names(stats), _literal_names(p_values), _literal_names(effects)
+    # Full names: MOABB's shortening (the first word of a name over 10 characters) gives two pipelines
+    # named "ACM+TS+SVM (...)" one label, and its table lookups then fail.
+    fig = summary_plot(p_values.copy(), effects.copy(), simplify=False)
     fig.savefig(out / "significance.png", dpi=70, bbox_inches="tight")
     plt.close(fig)
     files["significance"] = "significance.png"
@@ -232,7 +347,8 @@ def write_report(results, out, failures=None) -> Path:
         The HTML page; next to it ``failures.csv`` (always, empty when nothing failed) and,
         when there are results, ``scores.png``, ``ranking.png``, with two or more pipelines
         and subjects ``significance.png`` and ``meta_analysis.png``, and the CSV files
-        ``datasets.csv``, ``subjects.csv``, ``ranking.csv``, ``statistics.csv``.
+        ``datasets.csv``, ``subjects.csv``, ``ranking.csv``, ``statistics.csv`` and
+        ``chance.csv`` (:func:`chance_levels`).
 
     Raises
     ------
@@ -257,7 +373,7 @@ def write_report(results, out, failures=None) -> Path:
         return _write_page(out, "<p>No results: every selected pipeline failed.</p>" + _failures_html(failed))
     sessions = session_scores(results)
     metrics = sorted(results["metric"].dropna().unique()) if "metric" in results.columns else ["score"]
-    metric = metrics[0] if len(metrics) == 1 else "score"
+    chance = chance_levels(results)
 
     datasets = dataset_table(sessions)
     subjects = subject_table(sessions)
@@ -265,7 +381,8 @@ def write_report(results, out, failures=None) -> Path:
     datasets.to_csv(out / "datasets.csv")
     subjects.to_csv(out / "subjects.csv")
     ranks.to_csv(out / "ranking.csv")
-    _score_plot(sessions, out / "scores.png", metric)
+    chance.to_csv(out / "chance.csv", index=False)
+    _score_plot(sessions, out / "scores.png", chance)
     _ranking_plot(ranks, out / "ranking.png")
     figures = {"scores": "scores.png", "ranking": "ranking.png"}
     stats = statistics(sessions)
@@ -288,6 +405,7 @@ def write_report(results, out, failures=None) -> Path:
 {results['pipeline'].nunique()} pipeline(s), {results['subject'].nunique()} subject(s), {n_folds} fold row(s).
 Scores are fold means per subject and session, as MOABB reports them.{failed_note}</p>
 {_failures_html(failed)}
+{_how_html(results, chance)}
 <h2>Per dataset</h2>{_html_table(datasets)}
 <h2>Scores</h2><img src="{figures['scores']}" alt="score plot">
 <h2>Pipeline ranking</h2><img src="{figures['ranking']}" alt="ranking plot">{_html_table(ranks, 2)}
@@ -313,5 +431,5 @@ table.f td,table.f th{{text-align:left}}</style>
     return index
 
 
-__all__ = ["FAILURE_COLUMNS", "dataset_table", "failure_table", "pipeline_ranks", "statistics", "subject_table",
-           "write_report"]
+__all__ = ["FAILURE_COLUMNS", "FOLD_SPLITS", "chance_levels", "dataset_table", "failure_table", "pipeline_ranks",
+           "statistics", "subject_table", "write_report"]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils.plot_text import literal
+
 
 def plot_timeline(times, y_true, y_pred, class_names, *, title: str | None = None, ax=None, path=None):
     """Step plot of the true and the decoded state over one run.
@@ -48,12 +50,13 @@ def plot_timeline(times, y_true, y_pred, class_names, *, title: str | None = Non
     wrong = y_true != y_pred
     ax.scatter(times[wrong], y_pred[wrong] - 0.06, s=4, color="tab:red", zorder=3,
                label=f"errors ({wrong.mean():.0%})" if times.size else "errors")
-    ax.set_yticks(range(len(class_names)), list(class_names))
+    # Names are data: drawn as written (a "$" in one is not mathtext).
+    ax.set_yticks(range(len(class_names)), [literal(c) for c in class_names])
     ax.set_ylim(-0.5, len(class_names) - 0.5)
     ax.set_xlabel("time in run (s)")
     ax.legend(loc="upper right", ncol=3, fontsize="small", frameon=False, bbox_to_anchor=(1, 1.25))
     if title:
-        ax.set_title(title, loc="left", fontsize="medium")
+        ax.set_title(literal(title), loc="left", fontsize="medium")
     if path is not None:
         fig.savefig(Path(path), format="png", dpi=120)
     return fig

@@ -20,6 +20,11 @@ _EXPORTS = {
     "EEGConnectivity": "connectivity_eeg",
     "Connectome": "connectivity_fmri",
     "bind_signal_info": "signal",
+    "EuclideanAlignment": "alignment",
+    "RiemannianRecentering": "alignment",
+    "RiemannianStretching": "alignment",
+    "RiemannianRotation": "alignment",
+    "RunningAlignment": "alignment",
 }
 __all__ = list(_EXPORTS)
 

@@ -103,6 +103,42 @@ def test_windows_at_the_cues_are_the_training_epochs(model, run4):
     assert list(at_cue["true"]) == [data.info.class_names[k] for k in data.y[held_out]]
 
 
+@pytest.fixture(scope="module")
+def bandpower_model():
+    spec = load_pipelines(PIPELINES, names=["BandPower+LDA"])[0][0]
+    return train_model(spec, _WithoutRuns(get_dataset("eegmmidb"), {4}), subjects=[3], cv=2)
+
+
+@pytest.mark.parametrize("which", ["model", "bandpower_model"])
+def test_windows_reach_the_model_through_the_signal_contract(which, request, run4):
+    # The shipped pipelines COV+TS+LR and BandPower+LDA start with neurodecode transformers: their windows go
+    # through contract.signal.model_input as a DecodingData, and the predictions are those of the plain arrays
+    # (the route before): the 15 windows starting at the cues give the fitted model's own probabilities of
+    # the training epochs.
+    from neurodecode.contract.signal import takes_container
+
+    estimator, card = request.getfixturevalue(which)
+    assert takes_container(estimator)
+    table = predict_recording(estimator, card, run4, step_s=0.1)
+    data = get_dataset("eegmmidb").load([3])
+    held_out = (data.metadata["physionet_run"] == 4).to_numpy()
+    at_cue = table[table["overlap"] > 0.9995]
+    assert len(at_cue) == 15
+    np.testing.assert_allclose(at_cue[["proba_left_hand", "proba_right_hand"]],
+                               estimator.predict_proba(data.X[held_out]), rtol=1e-9, atol=1e-12)
+    assert list(at_cue["predicted"]) == [card.class_names[k] for k in estimator.predict(data.X[held_out])]
+
+
+def test_a_card_that_contradicts_the_fitted_model_is_refused(bandpower_model, run4):
+    # A card whose channel order is not the one the model was fitted on: before, the windows went in as plain
+    # arrays and were predicted silently in the wrong order; now the transformers' checker refuses them.
+    estimator, card = bandpower_model
+    assert estimator[0].ch_names_ == tuple(card.ch_names)
+    wrong = dataclasses.replace(card, ch_names=card.ch_names[::-1])
+    with pytest.raises(ValueError, match="channels differ from those fitted: .*same channels in another order"):
+        predict_recording(estimator, wrong, run4)
+
+
 def test_permuted_channels_give_identical_predictions(model, run4, predicted):
     permuted = run4.copy().reorder_channels(run4.ch_names[::-1])
     table = predict_recording(*model, permuted)
@@ -115,7 +151,8 @@ def test_missing_channels_are_all_named(model, run4):
     with pytest.raises(ContractError) as err:
         predict_recording(*model, partial)
     message = str(err.value)
-    assert "3 of the 64 channels" in message and "['C3', 'Cz', 'C4']" in message and "\n" not in message
+    assert message.startswith("S003R04.edf: 3 of 64 model channels not found: C3, Cz, C4 (no recording channel matches")
+    assert "\n" not in message and len(message) < 200
 
 
 def test_extra_channels_are_reported_and_ignored(model, run4, predicted):

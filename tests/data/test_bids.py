@@ -1,6 +1,9 @@
 """A BIDS copy of real eegmmidb runs, read back through BIDSDataset, equals the eegmmidb loader."""
 
+import logging
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -71,12 +74,35 @@ def test_paradigm_from_the_constructor(bids_root, reference):
     np.testing.assert_array_equal(flipped.y, 1 - reference.y)
 
 
-def test_inferred_paradigm(bids_root, reference):
-    ds = BIDSDataset(bids_root)
-    # Every trial type, sorted; the shortest trial (left/right cues last 4.1 s, rest 4.2 s); MOABB's MI band.
-    assert ds.paradigm == Paradigm("imagery", ("left_hand", "rest", "right_hand"), (0.0, 4.1), (8.0, 32.0))
-    assert ds.name == "eegmmidb_bids"
-    _same(ds.load(classes=["left_hand", "right_hand"], tmax=3.0), reference)
+def test_inferred_paradigm_never_makes_rest_a_class_and_says_what_it_chose(bids_root, reference, caplog):
+    with caplog.at_level(logging.WARNING, logger="neurodecode.data.io.bids"):
+        ds = BIDSDataset(bids_root)
+    # Every task trial type, sorted; "rest" (T0, between cues) is the idle marker, not a third class;
+    # the shortest trial (left/right cues last 4.1 s); MOABB's MI band.
+    assert ds.paradigm == Paradigm("imagery", ("left_hand", "right_hand"), (0.0, 4.1), (8.0, 32.0), idle="rest")
+    assert ds.paradigm_source == "inferred" and ds.name == "eegmmidb_bids"
+    [record] = caplog.records
+    assert record.getMessage() == (
+        f"BIDS dataset {bids_root.resolve()}: no neurodecode.toml, so the classes are the events files' trial types "
+        "['left_hand', 'right_hand'] ('rest' left out: rest, used as the idle marker); declare them in "
+        "neurodecode.toml [paradigm] classes (or pass classes=) to choose others")
+    _same(ds.load(tmax=3.0), reference)
+    # Declared classes are taken as they are, without a word.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="neurodecode.data.io.bids"):
+        declared = BIDSDataset(bids_root, classes=["right_hand", "left_hand"])
+    assert declared.paradigm.classes == ("right_hand", "left_hand") and declared.paradigm_source == "argument"
+    assert not caplog.records
+
+
+def test_the_chosen_classes_are_one_line_on_stderr(bids_root, tmp_path):
+    code = f"from neurodecode.data.io.bids import BIDSDataset; print(BIDSDataset({str(bids_root)!r}).paradigm.classes)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "('left_hand', 'right_hand')\n"
+    [line] = done.stderr.splitlines()
+    assert line.endswith("('rest' left out: rest, used as the idle marker); declare them in neurodecode.toml "
+                         "[paradigm] classes (or pass classes=) to choose others")
 
 
 def test_non_numeric_subject_labels(data_root, tmp_path, reference):

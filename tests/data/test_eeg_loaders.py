@@ -91,10 +91,31 @@ def test_kalunga_window_filter_and_subject_choice(data_root, isolated_cache, kal
     whole = load_kalunga2016(2, tmin=0.0, tmax=5.0, l_freq=5.0, h_freq=45.0)
     assert whole.shape == (64, 8, 1281) and set(whole.metadata["subject"]) == {2}
     assert whole.class_counts() == {"rest": 16, "13Hz": 16, "17Hz": 16, "21Hz": 16}
-    # The 5 Hz high-pass removes the amplifier's offsets (tens of mV on PO3 in the raw data).
+    # The 5 Hz high-pass removes the amplifier's offsets (tens of uV on PO3 in the raw data).
     offsets = np.abs(kalunga.X.mean(axis=-1)).max()
-    assert offsets > 0.01 and np.abs(whole.X.mean(axis=-1)).max() < 0.01 * offsets
+    assert offsets > 1e-5 and np.abs(whole.X.mean(axis=-1)).max() < 0.01 * offsets
     np.testing.assert_array_equal(whole.metadata["onset"], kalunga.select(subject=2).metadata["onset"])
+
+
+def test_kalunga_recordings_are_read_in_volts_at_a_physiological_scale(data_root, kalunga):
+    # The files hold millivolts under a volt label: read as stored, the median channel's 1-40 Hz
+    # standard deviation is 5.5-12.7 "V". Corrected, it is 5.5-12.7 uV (scalp EEG: a few to some
+    # tens of uV), and no sample exceeds the amplifier's +-500 uV input range.
+    from neurodecode.data.datasets.kalunga2016 import FILE_UNIT_IN_VOLTS, Kalunga2016
+
+    assert FILE_UNIT_IN_VOLTS == 1e-3 and "millivolts" in get_card(KALUNGA).notes
+    dataset = Kalunga2016()
+    spreads = []
+    for subject in dataset.subjects():
+        for recording in dataset.recordings(subject):
+            raw = recording.read()
+            assert all(ch["unit"] == 107 for ch in raw.info["chs"])  # FIFF_UNIT_V: volts, as MNE says
+            assert np.abs(raw.get_data()).max() < 500e-6
+            spreads.append(np.median(raw.filter(1.0, 40.0, verbose="error").get_data().std(axis=1)))
+    assert len(spreads) == 8
+    assert 2e-6 < min(spreads) and max(spreads) < 50e-6, spreads
+    # The epochs of load_kalunga2016 come from the same corrected samples.
+    assert 1e-6 < np.median(kalunga.X.std(axis=-1)) < 200e-6
 
 
 def test_kalunga_unknown_subject():

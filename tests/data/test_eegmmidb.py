@@ -1,5 +1,6 @@
 """PhysioNet eegmmidb loader: trial-for-trial equal to MOABB's PhysionetMI, offline, read-only data."""
 
+import hashlib
 import os
 import socket
 import warnings
@@ -218,9 +219,10 @@ def test_one_bad_subject_is_reported_and_the_others_kept(dataset_dir, isolated_c
     monkeypatch.setattr(eegmmidb, "read_eegmmidb_run", damaged_subject_2)
     with pytest.raises(PartialLoadError, match="S002R04.edf is damaged") as err:
         load_eegmmidb([1, 2, 3])
-    assert set(err.value.failures) == {"2"}
+    # Dataset.load reads run by run: each of subject 2's runs is named (MOABB's run names 0-2).
+    assert set(err.value.failures) == {f"subject 2, session 0, run {run}" for run in "012"}
     assert err.value.loaded.metadata["subject"].unique().tolist() == [1, 3]
-    with pytest.warns(UserWarning, match="1 file"):
+    with pytest.warns(UserWarning, match="3 file"):
         kept = load_eegmmidb([1, 2], on_error="skip")
     assert len(kept) == 45
 
@@ -295,6 +297,36 @@ def test_generic_dataset_view_equals_the_loader(dataset_dir, isolated_cache):
     ours = ds.load([1])
     ref = load_eegmmidb([1])
     np.testing.assert_array_equal(ours.X, ref.X)
-    assert ours.labels.tolist() == ref.labels.tolist() and ours.info.ch_names == ref.info.ch_names
-    assert ours.metadata[["run", "physionet_run"]].equals(ref.metadata[["run", "physionet_run"]])
+    assert ours.labels.tolist() == ref.labels.tolist() and ours.info == ref.info
+    assert ours.metadata.equals(ref.metadata)
     assert get_dataset("eegmmidb:hands_feet").paradigm.classes == ("hands", "feet")
+
+
+def _digest(data) -> str:
+    digest = hashlib.sha256()
+    digest.update(np.round(data.X, 6).tobytes())
+    digest.update(data.y.astype(np.int64).tobytes())
+    digest.update(data.metadata.to_csv(index=False).encode())
+    info = data.info
+    digest.update(repr((info.sfreq, info.ch_names, info.class_names, info.tmin, info.unit)).encode())
+    return digest.hexdigest()[:16]
+
+
+# Digests of subject 1's epochs (X to 1e-6 uV, y, metadata, signal info) as eegmmidb's own epoching
+# (_load_subject, removed when load_eegmmidb moved onto Dataset.load) gave them: the one path gives the same.
+_BEFORE_ONE_PATH = {"default": ({}, "60193d6799d492e6"), "imagery": ({"task": "imagery"}, "30bbf5872b1b6398"),
+                    "window_rate": ({"tmin": 1.0, "resample": 100.0, "fmin": 7.0, "fmax": 35.0}, "2b66d3f774829e48")}
+
+
+@pytest.mark.parametrize("case", sorted(_BEFORE_ONE_PATH))
+def test_the_one_epoching_path_gives_the_epochs_of_the_old_one(dataset_dir, isolated_cache, monkeypatch, case):
+    from neurodecode.data.dataset import Dataset
+
+    kwargs, expected = _BEFORE_ONE_PATH[case]
+    calls = []
+    real_load = Dataset.load
+    monkeypatch.setattr(Dataset, "load", lambda self, *a, **k: calls.append(self.name) or real_load(self, *a, **k))
+    data = load_eegmmidb([1], progress=False, **kwargs)
+    assert calls == [eegmmidb.EEGMMIDB(kwargs.get("task", "left_right")).name]  # through the generic path
+    assert _digest(data) == expected
+    assert set(data.metadata["dataset"]) == {"eegmmidb"}

@@ -1,5 +1,6 @@
-"""The dataset cards are package data: a built wheel holds every card, and a non-editable install,
-imported from outside the working tree, finds and uses them."""
+"""The dataset cards are package data: one copy in the repository's top-level datasets/ folder, which the
+working tree (and an editable install) reads and a built wheel holds as neurodecode/data/dataset_cards/;
+a non-editable install, imported from outside the working tree, finds and uses them."""
 
 import os
 import shutil
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CARD_FOLDER = "neurodecode/data/dataset_cards"
-CARDS = sorted(p.name for p in (REPO / CARD_FOLDER).glob("*.toml"))
+SOURCE_FOLDER = "datasets"  # the one copy, at the top of the repository
+CARD_FOLDER = "neurodecode/data/dataset_cards"  # where a built package puts them
+CARDS = sorted(p.name for p in (REPO / SOURCE_FOLDER).glob("*.toml"))
 
 
 def _run(args, **kwargs):
@@ -22,12 +24,13 @@ def _run(args, **kwargs):
 
 
 def _source_copy(dest: Path) -> Path:
-    """What a build reads (pyproject.toml, README.md, the package), copied: the build writes
+    """What a build reads (pyproject.toml, setup.py, README.md, the package, the cards), copied: the build writes
     build/ and *.egg-info next to its sources, which must not appear in the shared working tree."""
     dest.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, dest / name)
-    shutil.copytree(REPO / "neurodecode", dest / "neurodecode", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("neurodecode", SOURCE_FOLDER):
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
 
 
@@ -83,3 +86,11 @@ def test_a_non_editable_install_ships_and_reads_every_card(data_root, tmp_path):
     listing = _run([sys.executable, "-m", "neurodecode.cli", "datasets", "--no-load", "mnist_t10k"],
                    cwd=elsewhere, env=env).stdout
     assert "mnist_t10k  [image]  files 2/2 present, 2 verified: verified" in listing
+
+
+def test_the_working_tree_reads_the_one_top_level_copy():
+    from neurodecode.data.cards import cards_dir, list_cards
+
+    assert cards_dir() == REPO / SOURCE_FOLDER
+    assert not (REPO / CARD_FOLDER).exists(), "a second copy of the cards inside the package"
+    assert sorted(card.name for card in list_cards()) == sorted(name.removesuffix(".toml") for name in CARDS)

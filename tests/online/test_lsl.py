@@ -4,6 +4,7 @@ Every LSL use here runs under neurodecode's loopback-only liblsl configuration (
 liblsl is first used), so no discovery packet leaves 127.0.0.1.
 """
 
+import io
 import json
 import math
 import time
@@ -15,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurodecode.online.lsl import LOOPBACK_CONFIG, use_loopback_config
+from neurodecode.online.stream_io import LOOPBACK_CONFIG, use_loopback_config
 
 use_loopback_config()  # before mne_lsl creates anything: liblsl reads its configuration once
 
 from mne_lsl.lsl import StreamInlet, resolve_streams  # noqa: E402
 from mne_lsl.player import PlayerLSL  # noqa: E402
 
-from neurodecode.contract import load_model, match_recording  # noqa: E402
+from neurodecode.contract import load_model  # noqa: E402
 from neurodecode.cli import main  # noqa: E402
 from neurodecode.data.stream import CausalBandpass, cue_window_labels  # noqa: E402
 from neurodecode.online import (LSLDecoder, LSLError, LSLStreamLostError, LSLStreamNotFoundError,  # noqa: E402
@@ -35,6 +36,8 @@ SFREQ = 160.0
 def model_file(tmp_path_factory, dataset_dir):
     from conftest import trained_model
 
+    # train_model writes into an existing folder only; the shared fixture names one below the session's temp root.
+    (tmp_path_factory.getbasetemp() / "batch-model").mkdir(exist_ok=True)
     return trained_model(tmp_path_factory, dataset_dir)  # COV+TS+LR, eegmmidb subjects 1-2, [0, 3] s trials
 
 
@@ -88,7 +91,7 @@ def _first_index(file_data, data):
 
 def _live(model, name, **kwargs):
     est, card = model
-    kwargs = {"match": match_recording, "display": False, "timeout_s": 5.0, "record": True, **kwargs}
+    kwargs = {"display": False, "timeout_s": 5.0, "record": True, **kwargs}
     return LSLDecoder(est, card, stream=name, **kwargs)
 
 
@@ -290,8 +293,8 @@ def test_a_missing_channel_is_refused_in_one_line(model, model_file, run4, tmp_p
             _live(model, name).connect()
         message = str(info.value)
         assert "\n" not in message
-        assert message == (f"LSL stream '{name}': 1 of the 64 channels that model '{model[1].name}' needs are "
-                           "missing: ['C3']")
+        assert message == (f"LSL stream '{name}': 1 of 64 model channels not found: C3 (no recording channel "
+                           "matches, even ignoring case, 'EEG ' prefixes, '-REF' suffixes, dots, T3=T7 names)")
         log = tmp_path / "never.jsonl"
         code = main(["online", str(model_file), "--stream", name, "--timeout", "5", "--log", str(log), "--quiet"])
     captured = capsys.readouterr()
@@ -382,3 +385,211 @@ def test_a_log_cut_mid_line_is_read_and_damage_is_refused(tmp_path):
     damaged.write_text(lines[0] + "\n{oops\n" + lines[1] + "\n")
     with pytest.raises(LSLError, match="line 2 is not JSON"):
         read_session_log(damaged)
+
+
+# -- the model file is checked before any stream -------------------------------------------------
+
+def _rewritten(model_file, path, **members):
+    """``model_file`` with members replaced and the manifest's sha256s made to match (as an attacker would)."""
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(model_file) as archive:
+        content = {n: archive.read(n) for n in archive.namelist()}
+    content.update(members)
+    manifest = json.loads(content["neurodecode-model.json"])
+    manifest["sha256"] = {n: hashlib.sha256(content[n]).hexdigest() for n in ("card.json", "model.skops")}
+    content["neurodecode-model.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for n, data in content.items():
+            archive.writestr(n, data)
+    return path
+
+
+def _refused(model_file, tmp_path):
+    import os
+
+    import skops.io as sio
+
+    return _rewritten(model_file, tmp_path / "refused.ndm", **{"model.skops": sio.dumps({"f": os.system})})
+
+
+def _damaged(model_file, tmp_path):
+    """One bit flipped inside the deflate stream of the payload: its first block's type becomes 'reserved'."""
+    import zipfile
+
+    with zipfile.ZipFile(model_file) as archive:
+        info = archive.getinfo("model.skops")
+    data = bytearray(model_file.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start] ^= 0x02
+    path = tmp_path / "damaged.ndm"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make, expected", [(_refused, "refused"), (_damaged, "corrupt")])
+def test_a_refused_or_damaged_model_file_is_one_line_before_any_stream_is_looked_for(make, expected, model_file,
+                                                                                     tmp_path, capsys, monkeypatch):
+    import neurodecode.online.stream_io as stream_io
+
+    looked_for = []
+    monkeypatch.setattr(stream_io, "resolve", lambda *a, **k: looked_for.append(a) or None)
+    path = make(model_file, tmp_path)
+    log = tmp_path / "never.jsonl"
+    code = main(["online", str(path), "--stream", _name(), "--timeout", "1", "--log", str(log), "--quiet"])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert code == 2 and captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith(f"neurodecode online: error: {path}") and expected in lines[0]
+    assert looked_for == [] and not log.exists()
+
+
+# -- windows reach the model through the signal contract -----------------------------------------
+
+def _outlet(raw, name):
+    from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+    info = StreamInfo(name=name, stype="eeg", n_channels=len(raw.ch_names), sfreq=SFREQ, dtype="float64",
+                      source_id=f"{name}-src")
+    info.set_channel_info(raw.info)
+    return StreamOutlet(info, chunk_size=10)
+
+
+def _push(outlet, raw, seconds):
+    """``seconds`` of ``raw`` pushed at once, stamped as if they had just been recorded."""
+    from mne_lsl.lsl import local_clock
+
+    n = int(seconds * SFREQ)
+    outlet.push_chunk(np.ascontiguousarray(raw.get_data()[:, :n].T), timestamp=local_clock() - n / SFREQ
+                      + np.arange(n) / SFREQ)
+
+
+def test_every_window_reaches_the_model_through_model_input_with_one_signal_info(model, run4, monkeypatch):
+    import neurodecode.online.lsl as lsl_module
+
+    real, calls = lsl_module.model_input, []
+
+    def spy(estimator, X, card, info=None):
+        calls.append((estimator, X.shape, info))
+        return real(estimator, X, card, info)
+
+    monkeypatch.setattr(lsl_module, "model_input", spy)
+    est, card = model
+    name = _name()
+    outlet = _outlet(run4, name)
+    live = _live(model, name, step_s=0.5, record=False)
+    live.connect()
+    _push(outlet, run4, 6.0)
+    _poll_until(live, lambda: len(live.decisions_) >= 4, 10)
+    live.close()
+    del outlet
+    # The shipped COV+TS+LR has no running-sum path: each decision is one window through the contract.
+    assert live.summary()["decoder_path"] == "per_window"
+    assert len(calls) == len(live.decisions_)
+    assert all(e is est and shape == (1, len(card.ch_names), card.n_times) for e, shape, _ in calls)
+    assert calls[0][2] is not None and all(info is calls[0][2] for *_, info in calls)  # built once
+    assert calls[0][2].ch_names == tuple(card.ch_names) and calls[0][2].sfreq == card.sfreq
+
+
+def test_a_card_whose_channel_order_contradicts_the_fitted_model_is_refused_at_the_first_window(model, run4,
+                                                                                                tmp_path, capsys):
+    # The card lists the model's channels in reverse: the stream matches it, and without the contract the
+    # model would be handed every window in the wrong order and decide on it without a word.
+    import dataclasses
+
+    from neurodecode.contract import save_model
+
+    est, card = model
+    reversed_card = dataclasses.replace(card, ch_names=list(card.ch_names)[::-1])
+    name = _name()
+    outlet = _outlet(run4, name)
+    live = _live((est, reversed_card), name, step_s=0.5)
+    live.connect()
+    _push(outlet, run4, 4.0)
+    with pytest.raises(ValueError, match="channels differ from those fitted: position 0 is 'Iz' here, 'FC5' at fit"):
+        _poll_until(live, lambda: False, 10)
+    assert live.decisions_ == []
+    live.close()
+    # The command line: one line, exit 2.
+    path = save_model(est, reversed_card, tmp_path / "reversed.ndm")
+    with _replay(run4.copy().crop(0, 8), name + "-cli"):
+        code = main(["online", str(path), "--stream", name + "-cli", "--timeout", "5", "--duration", "6",
+                     "--log", str(tmp_path / "r.jsonl"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("\n") == 1 and "channels differ from those fitted" in captured.err
+    del outlet
+
+
+# -- strings from the card and the stream are data -----------------------------------------------
+
+HOSTILE = ("left\x1b[2J\x1b]0;owned\x07{0}%s", "right\r\u202e%(x)s{__class__}")
+_RAW_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_class_and_marker_names_reach_the_terminal_escaped_and_the_log_intact(model, run4, tmp_path):
+    import dataclasses
+    import re
+
+    from mne_lsl.lsl import StreamInfo, StreamOutlet, local_clock
+
+    est, card = model
+    hostile = dataclasses.replace(card, class_names=list(HOSTILE))
+    name = _name()
+    outlet = _outlet(run4, name)
+    minfo = StreamInfo(name=f"{name}-markers", stype="Markers", n_channels=1, sfreq=0.0, dtype="string",
+                       source_id=f"{name}-markers")
+    markers = StreamOutlet(minfo)
+    screen, log = _Terminal(), tmp_path / "hostile.jsonl"
+    live = _live((est, hostile), name, step_s=0.25, markers=f"{name}-markers", display=screen, log=log)
+    live.connect()
+    sent = [HOSTILE[0], "\x07\n{}\x1b[31m"]  # a cue of the first class, and a marker of no class
+    for text in sent:
+        markers.push_sample([text], timestamp=local_clock())
+    _push(outlet, run4, 5.0)
+    _poll_until(live, lambda: len(live.decisions_) >= 6, 10)
+    live.run(max_decisions=len(live.decisions_))  # ends the session: the summary record
+    live.close()
+    del outlet, markers
+
+    shown = screen.getvalue()
+    # The status line's own codes (carriage return, erase-to-end) are all that reach the terminal raw.
+    assert re.search(_RAW_CONTROL, shown.replace("\r\x1b[K", "").replace("\x1b[K", "").replace("\r", "")
+                     .replace("\n", "")) is None, shown
+    decided = {d.class_name for d in live.decisions_}
+    assert decided <= set(HOSTILE)
+    escaped = {HOSTILE[0]: r"left\x1b[2J\x1b]0;owned\x07{0}%s", HOSTILE[1]: r"right\r\u202e%(x)s{__class__}"}
+    assert escaped[live.decisions_[0].class_name] in shown  # the first decision is always shown
+    # The log keeps every string exactly, one record a line.
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert all(json.loads(line) for line in lines)
+    session = read_session_log(log)
+    assert session["class_names"] == list(HOSTILE) and session["summary"]["n_decisions"] == len(live.decisions_)
+    assert session["markers"]["marker"].tolist() == sent
+    assert session["markers"]["label"].tolist()[0] == 0 and pd.isna(session["markers"]["label"].tolist()[1])
+    assert set(session["decisions"]["class_name"]) == decided
+
+
+def test_a_card_channel_name_with_control_characters_is_escaped_in_the_error_line(model, run4, tmp_path, capsys):
+    import dataclasses
+
+    from neurodecode.contract import save_model
+
+    est, card = model
+    names = list(card.ch_names)
+    names[0] = "FC5\x1b[2J\x1b]0;owned\x07"
+    path = save_model(est, dataclasses.replace(card, ch_names=names), tmp_path / "evil-channels.ndm")
+    name = _name()
+    outlet = _outlet(run4, name)
+    code = main(["online", str(path), "--stream", name, "--timeout", "5", "--log", str(tmp_path / "x.jsonl"),
+                 "--quiet"])
+    del outlet
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert captured.err.count("\n") == 1 and "\x1b" not in captured.err and "\x07" not in captured.err
+    assert r"FC5\x1b[2J\x1b]0;owned\x07" in captured.err

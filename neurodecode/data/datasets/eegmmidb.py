@@ -14,6 +14,8 @@ every file is checked against the sha256 that MNE-Python ships for all 109 subje
 ``LeftRightImagery().get_data(PhysionetMI(imagined=True))``, trial for trial, without going
 through MOABB: per run a zero-phase 4th-order Butterworth band-pass (MNE's IIR default) on the
 continuous recording, epochs [0, 3] s after each cue, EEG channels only, samples in microvolts.
+It is the generic :meth:`~neurodecode.data.dataset.Dataset.load` of the :class:`EEGMMIDB` view
+(the one epoching path of every dataset), with eegmmidb's argument checks and messages.
 :func:`moabb_offline_env` and :func:`physionet_mi_offline` let MOABB itself run on the same
 folder without touching the network, to check that claim or to benchmark against MOABB.
 """
@@ -30,10 +32,10 @@ import numpy as np
 
 from ..._utils.env import temporary_environ
 from ..cards import DatasetCard, get_card
-from ..dataset import Dataset, Paradigm, Recording
 from ..container import DecodingData
+from ..dataset import Dataset, Paradigm, Recording
 from ..errors import DataNotFoundError, EmptySelectionError, InvalidDataError
-from ..io.recordings import epochs_to_data, find_events, load_many, read_raw, select_event_id
+from ..io.recordings import read_raw
 
 DATASET = "eegmmidb"
 
@@ -61,8 +63,6 @@ _MOABB_RUN_NAME = {run: str(i) for i, run in enumerate(LEFT_RIGHT_RUNS + HANDS_F
 
 # MOABB's PhysionetMI epochs [0, 3] s after each cue (the cue-to-cue spacing is about 4.1 s).
 TRIAL_INTERVAL = (0.0, 3.0)
-# MOABB hands out samples in microvolts (MNE reads the EDF in volts).
-UNIT_FACTOR = 1e6
 
 _FILE_RE = re.compile(r"^MNE-eegbci-data/files/eegmmidb/1\.0\.0/S(\d{3})/S\1R(\d{2})\.edf$")
 
@@ -173,30 +173,6 @@ def _subjects_with(runs) -> tuple:
     return tuple(s for s, have in available_runs().items() if set(runs) <= set(have))
 
 
-def _load_subject(subject: int, *, runs, class_names, tmin, tmax, fmin, fmax, resample) -> DecodingData:
-    parts = []
-    for run in runs:
-        raw = read_eegmmidb_run(subject, run)
-        if fmin is not None or fmax is not None:
-            # MOABB's band-pass: IIR on the continuous run, before epoching (no edge effects in trials).
-            raw.filter(fmin, fmax, method="iir", picks="data", verbose="error")
-        events, available = find_events(raw, source="annotations")
-        run_classes = [c for c in class_names if c in _RUN_CLASSES[run].values()]
-        event_id = select_event_id(available, run_classes,
-                                   where=f"{raw.filenames[0]} (subject {subject}, run {run})")
-        part = epochs_to_data(raw, events, event_id, tmin=tmin, tmax=tmax, dataset=DATASET, subject=subject,
-                              session="0", run=_MOABB_RUN_NAME[run], picks="eeg", class_names=class_names,
-                              modality="eeg", extra_metadata={"physionet_run": run})
-        X, info = part.X, part.info
-        if resample is not None and resample != info.sfreq:
-            # Resample the epochs, not the run, as MOABB does, with Epochs.resample's defaults.
-            X = mne.filter.resample(X, float(resample), info.sfreq, npad="auto", window="auto", pad="edge",
-                                    method="fft", verbose="error")
-            info = replace(info, sfreq=float(resample))
-        parts.append(DecodingData(X * UNIT_FACTOR, part.y, part.metadata, replace(info, unit="uV")))
-    return DecodingData.concatenate(parts)
-
-
 def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0, tmax: float | None = None,
                   fmin: float | None = 8.0, fmax: float | None = 32.0, resample: float | None = None,
                   on_error: str = "raise", progress: bool | None = None) -> DecodingData:
@@ -223,7 +199,8 @@ def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0,
     resample : float or None
         New sampling rate in Hz, applied to the epochs (as MOABB does).
     on_error : {"raise", "skip"}
-        What to do when some subjects fail to load; see :func:`~neurodecode.data.recordings.load_many`.
+        What to do when some runs fail to load; see :func:`~neurodecode.data.io.recordings.load_many`
+        (failures are named ``subject 2, session 0, run 0``, MOABB's run names).
     progress : bool or None
         Progress bar over subjects; default: only on a terminal and for several subjects.
 
@@ -242,7 +219,7 @@ def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0,
     EmptySelectionError
         A requested subject lacks some of the task's files (the message names them and the folder).
     PartialLoadError
-        Some subjects failed to load (``on_error="raise"``); the others are in ``.loaded``.
+        Some runs failed to load (``on_error="raise"``); the others are in ``.loaded``.
     """
     if task not in TASKS:
         raise InvalidDataError(f"eegmmidb: unknown task {task!r}; choose one of {list(TASKS)}")
@@ -265,10 +242,13 @@ def load_eegmmidb(subjects=None, *, task: str = "left_right", tmin: float = 0.0,
         raise InvalidDataError(f"eegmmidb: tmin={tmin} must be smaller than tmax={t_end}")
     if resample is not None and not resample > 0:
         raise InvalidDataError(f"eegmmidb: resample must be a positive rate in Hz, got {resample!r}")
-    load_one = functools.partial(_load_subject, runs=runs, class_names=class_names,
-                                 tmin=TRIAL_INTERVAL[0] + tmin, tmax=TRIAL_INTERVAL[0] + t_end,
-                                 fmin=fmin, fmax=fmax, resample=resample)
-    return load_many(subjects, load_one, on_error=on_error, desc=f"eegmmidb {task}", progress=progress)
+    # The one epoching path: the Dataset view's load (filter each run, epoch, microvolts, resample).
+    data = EEGMMIDB(task).load(subjects, tmin=TRIAL_INTERVAL[0] + tmin, tmax=TRIAL_INTERVAL[0] + t_end,
+                               fmin=fmin, fmax=fmax, resample=resample, on_error=on_error, progress=progress)
+    if task == "left_right":
+        return data
+    # The view of another task is named "eegmmidb-<task>"; the trials are eegmmidb's, as documented.
+    return DecodingData(data.X, data.y, data.metadata.assign(dataset=DATASET), data.info)
 
 
 # -- the generic Dataset view -------------------------------------------------------------------

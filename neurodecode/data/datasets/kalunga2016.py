@@ -8,6 +8,13 @@ The files are the authors' own (card ``ssvep_exo_kalunga2016``), not the re-enco
 MOABB downloads from Zenodo: the ``*_raw.fif`` files carry no stim channel, and each has its
 events in a separate ``*-eve.fif`` file. File names contain ``[`` and ``]``, so they are taken
 from the card as literal paths, never globbed.
+
+Unit quirk (stated in the card): the files declare volts but hold millivolts, so every recording
+is read back multiplied by :data:`FILE_UNIT_IN_VOLTS` (1e-3) to be in volts like every other
+dataset. Measured on the 8 recordings: the median channel standard deviation after a 1-40 Hz
+band-pass is 5.5-12.7 "V" as stored (thousands of times any scalp EEG; eegmmidb's is tens of uV),
+and no sample exceeds 0.498 in magnitude, the g.Mobilab+ amplifier's +-500 uV input range read
+in millivolts (the two recordings that reach it saturate there).
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ EVENT_ID = {"rest": 1, "13Hz": 2, "21Hz": 3, "17Hz": 4}
 
 _RAW_FILE = re.compile(r"^subject(\d+)/record-\[(.+)\]_raw\.fif$")
 
+#: Volts per unit of the files' samples: they are millivolts, although the files say volts.
+FILE_UNIT_IN_VOLTS = 1e-3
+
 
 def _read_events(path, raw: mne.io.BaseRaw) -> np.ndarray:
     """The ``-eve.fif`` events of one recording, checked against the recording's length."""
@@ -49,8 +59,10 @@ def _read_events(path, raw: mne.io.BaseRaw) -> np.ndarray:
 
 
 def _read_recording(card, relpath: str):
-    """One recording, checksum-verified, with positions in metres, and its ``-eve.fif`` events."""
+    """One recording, checksum-verified, in volts, with positions in metres, and its ``-eve.fif`` events."""
     raw = read_raw(card.path(relpath))
+    # The files' samples are millivolts under a volt label (see the module docstring and the card).
+    raw.apply_function(lambda x: x * FILE_UNIT_IN_VOLTS, picks="all", channel_wise=False)
     events = _read_events(card.path(relpath.replace("_raw.fif", "-eve.fif")), raw)
     # The authors stored the sensor positions in millimetres; MNE and SignalInfo use metres.
     positions = {ch["ch_name"]: ch["loc"][:3] / 1000.0 for ch in raw.info["chs"]}
@@ -82,9 +94,8 @@ def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_f
     Returns
     -------
     data : DecodingData
-        ``X`` of shape (64 * n_subjects, 8, n_times) in volts as the files state them (not
-        rescaled, although their 1-40 Hz standard deviation of about 5 mV is some 100 times
-        that of usual scalp EEG), labels indexing
+        ``X`` of shape (64 * n_subjects, 8, n_times) in volts (the files' millivolts times
+        :data:`FILE_UNIT_IN_VOLTS`: a 1-40 Hz standard deviation of 5-13 uV), labels indexing
         ``("rest", "13Hz", "17Hz", "21Hz")`` (16 trials of each per subject). Metadata:
         ``session`` is the recording index ``"0"`` / ``"1"`` in time order (MOABB calls these
         two same-day recordings runs of one session), ``run`` is ``"0"``, ``recording`` is the

@@ -6,7 +6,8 @@ What the cues mean for decoding is the dataset's :class:`~neurodecode.data.datas
 
 1. the ``paradigm`` argument, when given;
 2. else the ``[paradigm]`` table of a ``neurodecode.toml`` file at the BIDS root;
-3. else inferred from the events files (see :class:`BIDSDataset`).
+3. else inferred from the events files (see :class:`BIDSDataset`): rest and idle trial types are
+   never classes, and the dataset says, in one logged line, which classes it chose and why.
 
 ``neurodecode.toml`` (optional, at the BIDS root)::
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +45,10 @@ CONFIG_FILE = "neurodecode.toml"
 DEFAULT_TRIAL_SECONDS = 3.0
 #: Band of an inferred (imagery) paradigm: MOABB's motor-imagery default, in Hz.
 INFERRED_BAND = (8.0, 32.0)
+#: Trial types (any case) that mark rest between cues: an inferred paradigm's idle marker, never a class.
+REST_TRIAL_TYPES = ("rest", "resting", "idle")
+
+_log = logging.getLogger(__name__)
 
 # mne-bids' data-file extensions per datatype (config.ALLOWED_DATATYPE_EXTENSIONS), restricted to
 # what mne-bids can read back as a Raw.
@@ -93,10 +99,19 @@ class BIDSDataset(Dataset):
 
     *Inferred paradigm* (no ``paradigm`` argument and no ``neurodecode.toml``): kind
     ``"imagery"``; classes the distinct ``trial_type`` values of all the events files read
-    (sorted; ``n/a`` and ``BAD``/``EDGE`` annotations left out); interval ``(0, d)`` with ``d``
-    the shortest positive duration of those trials, or 3 s when none has one; band 8-32 Hz
-    (MOABB's motor-imagery default). Inferring reads every ``events.tsv`` (small text files)
-    once, when the dataset is built.
+    (sorted; ``n/a`` and ``BAD``/``EDGE`` annotations left out, and rest trial types,
+    :data:`REST_TRIAL_TYPES`, which become the paradigm's ``idle`` marker instead of a class);
+    interval ``(0, d)`` with ``d`` the shortest positive duration of those trials, or 3 s when
+    none has one; band 8-32 Hz (MOABB's motor-imagery default). Inferring reads every
+    ``events.tsv`` (small text files) once, when the dataset is built. Unless ``classes`` is
+    given, the chosen classes, what was left out and how to choose others are logged as one
+    warning line (logger ``neurodecode.data.io.bids``; on stderr when logging is not configured).
+
+    Attributes
+    ----------
+    paradigm_source : str
+        Where the classes came from: ``"argument"`` (``paradigm`` or ``classes``),
+        ``"neurodecode.toml"`` or ``"inferred"``.
 
     The recording's ``key`` (for result keys) is the sha256 of every file of the recording
     (data, events, channels and sidecars sharing its name), cached in neurodecode's checksum
@@ -128,12 +143,21 @@ class BIDSDataset(Dataset):
         where = f"BIDS dataset {self.root}"
         if paradigm is not None:
             paradigm = paradigm if isinstance(paradigm, Paradigm) else Paradigm.from_table(dict(paradigm), where=where)
+            self.paradigm_source = "argument"
         elif "paradigm" in config:
             paradigm = Paradigm.from_table(config["paradigm"], where=f"{self.root / CONFIG_FILE}")
+            self.paradigm_source = CONFIG_FILE
         else:
-            paradigm = self._infer_paradigm()
+            paradigm, left_out = self._infer_paradigm()
+            self.paradigm_source = "inferred"
+            if classes is None:
+                # The user declared nothing: say what was chosen, so that a class is never added silently.
+                _log.warning(f"{where}: no {CONFIG_FILE}, so the classes are the events files' trial types "
+                             f"{list(paradigm.classes)}{left_out}; declare them in {CONFIG_FILE} [paradigm] "
+                             "classes (or pass classes=) to choose others")
         if classes is not None:
             paradigm = replace(paradigm, classes=tuple(classes))
+            self.paradigm_source = "argument"
         name = config.get("name") or self.root.name
         modality = "meg" if datatype == "meg" else "eeg"
         picks = {"eeg": "eeg", "meg": "meg", "ieeg": ["seeg", "ecog", "dbs"]}[datatype]
@@ -197,8 +221,9 @@ class BIDSDataset(Dataset):
     def _events_file(self, bids_path) -> Path:
         return bids_path.copy().update(suffix="events", extension=".tsv", split=None).fpath
 
-    def _infer_paradigm(self) -> Paradigm:
-        found, durations = set(), []
+    def _infer_paradigm(self) -> tuple:
+        """The paradigm the events files imply, and what was left out of its classes (for the log line)."""
+        found, rest, durations = set(), set(), []
         for rec in self._recs:
             tsv = self._events_file(rec["path"])
             if not tsv.is_file():
@@ -212,17 +237,24 @@ class BIDSDataset(Dataset):
                 continue
             names = column.astype(str).map(lambda v: self.events.get(v, v))
             keep = (names != "n/a") & (names != "") & ~names.str.upper().str.startswith(("BAD", "EDGE"))
+            is_rest = names.str.lower().isin(REST_TRIAL_TYPES)
+            rest |= set(names[keep & is_rest])
+            keep &= ~is_rest
             found |= set(names[keep])
             if "duration" in table.columns:
                 d = pd.to_numeric(table.loc[keep, "duration"], errors="coerce").to_numpy(dtype=float)
                 durations += [x for x in d if np.isfinite(x) and x > 0]
+        rest_note = f" (rest trial types {sorted(rest)} are not classes)" if rest else ""
         if len(found) < 2:
             raise InvalidDataError(
-                f"BIDS dataset {self.root}: cannot infer a paradigm: the events files hold {sorted(found)} as "
-                f"trial types (two or more are needed); write a {CONFIG_FILE} with a [paradigm] table at the root "
-                "or pass paradigm=")
+                f"BIDS dataset {self.root}: cannot infer a paradigm: the events files hold {sorted(found)} as task "
+                f"trial types{rest_note}, two or more are needed; write a {CONFIG_FILE} with a [paradigm] table at "
+                "the root or pass paradigm=")
         end = min(durations) if durations else DEFAULT_TRIAL_SECONDS
-        return Paradigm(kind="imagery", classes=tuple(sorted(found)), interval=(0.0, float(end)), band=INFERRED_BAND)
+        idle = min(rest) if rest else None
+        left_out = f" ({', '.join(map(repr, sorted(rest)))} left out: rest, used as the idle marker)" if rest else ""
+        return Paradigm(kind="imagery", classes=tuple(sorted(found)), interval=(0.0, float(end)), band=INFERRED_BAND,
+                        idle=idle), left_out
 
     # -- the Dataset interface ---------------------------------------------------------------------
     def subjects(self) -> tuple:
@@ -265,4 +297,4 @@ class BIDSDataset(Dataset):
                 f"{self.paradigm.kind}, classes {list(self.paradigm.classes)}>")
 
 
-__all__ = ["BIDSDataset", "CONFIG_FILE"]
+__all__ = ["BIDSDataset", "CONFIG_FILE", "REST_TRIAL_TYPES"]

@@ -1,6 +1,6 @@
 """A dataset described by a card alone: the user's own recordings, in any format MNE reads.
 
-A card (TOML, the schema of the package's ``dataset_cards/*.toml``) names the files, and for
+A card (TOML, the schema of the package's cards, ``datasets/*.toml``) names the files, and for
 each one the subject it belongs to; an ``[events]`` table says which annotation (or trigger
 code) is which class, and a ``[paradigm]`` table what the classes mean for decoding. Nothing
 else is needed: :class:`CardDataset` turns such a card into a
