@@ -127,6 +127,12 @@ CASES = [
     _case("neurodecode.transforms.connectivity_eeg", "EEGConnectivity",
           {"sfreq": 160.0, "method": "plv", "mode": "fourier", "bands": {"beta": (13, 30)}}, "signals"),
     _case("neurodecode.transforms.connectivity_fmri", "Connectome", {"kind": "tangent"}, "fmri"),
+    _case("neurodecode.transforms.alignment", "EuclideanAlignment", {"rcond": 1e-9}, "signals"),
+    _case("neurodecode.transforms.alignment", "RiemannianRecentering", {"tol": 1e-7}, "spd"),
+    _case("neurodecode.transforms.alignment", "RiemannianStretching", {"dispersion": 2.0}, "spd"),
+    _case("neurodecode.transforms.alignment", "RiemannianRotation", {"metric": "riemann"}, "spd"),
+    _case("neurodecode.transforms.alignment", "RunningAlignment", {"weighting": "exponential", "halflife": 10.0},
+          "signals"),
     _case("neurodecode.models.riemann", "MDM", {"tol": 1e-7}, "spd"),
     _case("neurodecode.models.riemann", "FgMDM", {"tol": 1e-7}, "spd"),
     # One epoch of a small network on the CPU, without a validation split: seconds, and deterministic.

@@ -230,7 +230,12 @@ def _map_figure(result: dict, path: Path) -> tuple[bool, str]:
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
     fig.subplots_adjust(left=0.02, right=0.9, top=0.98, bottom=0.02)
     # res=48: the map's grid; MNE's 64 takes most of a report's time and looks the same at this size.
-    image, _ = mne.viz.plot_topomap(values, info, axes=ax, show=False, cmap=cmap, contours=4, sensors=True, res=48)
+    try:
+        image, _ = mne.viz.plot_topomap(values, info, axes=ax, show=False, cmap=cmap, contours=4, sensors=True,
+                                        res=48)
+    except (RuntimeError, ValueError) as err:  # positions MNE cannot interpolate over (qhull: all on one circle)
+        plt.close(fig)
+        return False, f"the stored channel positions give no scalp map ({type(err).__name__}); no scalp map"
     fig.colorbar(image, ax=ax, shrink=0.8, label=label)
     _save(fig, path)
     return True, caption
@@ -314,7 +319,10 @@ def _read_predictions(out_dir: Path, result: dict) -> tuple[pd.DataFrame | None,
         return None, b"", "the predictions file does not match its result record (changed since the run); not shown"
     import io
 
-    return pd.read_csv(io.BytesIO(data)), data, ""
+    # Class names are text even when they look like numbers or "NA"; only an empty ``true`` is missing.
+    table = pd.read_csv(io.BytesIO(data), dtype={"predicted": str, "true": str}, keep_default_na=False,
+                        na_values={"true": [""]})
+    return table, data, ""
 
 
 class _Figures:
@@ -499,11 +507,16 @@ def _recording_page(report_dir: Path, result: dict, source: bytes, scored: _Scor
         if figures.draw(name, lambda path: _spectrum_figure(result, path)):
             parts.append(f'<img src="figures/{_href(name)}" alt="power spectra">')
         name = figures.name(rec_id, "map", source)
-        caption = _map_caption(result)
-        if figures.draw(name, lambda path: _map_figure(result, path)[0]):
-            parts.append(f'<img src="figures/{_href(name)}" alt="scalp map"><p class="muted">{_esc(caption)}</p>')
+        said = {"text": _map_caption(result)}  # the caption, or why there is no map once drawing was tried
+
+        def draw_map(path):
+            drawn, said["text"] = _map_figure(result, path)
+            return drawn
+
+        if figures.draw(name, draw_map):
+            parts.append(f'<img src="figures/{_href(name)}" alt="scalp map"><p class="muted">{_esc(said["text"])}</p>')
         else:
-            parts.append(f'<p class="note">{_esc(caption)}</p>')
+            parts.append(f'<p class="note">{_esc(said["text"])}</p>')
         parts.append("</div>")
     if scored.table is not None:
         name = figures.name(rec_id, "timeline", source + scored.csv)
@@ -608,7 +621,7 @@ def write_report(out_dir, report_dir=None) -> Path:
                                                if c.startswith("n_") and c not in ("n_windows", "n_annotated")]
     scored = {rec_id: _Scored(out_dir, result, class_names) for rec_id, result in results.items()}
     shown_status = [scored[rec_id].status(s) for rec_id, s in zip(summary["id"], summary["status"])]
-    n_single = sum(SINGLE_CLASS in s for s in shown_status)
+    n_single = sum(s == SINGLE_CLASS for s in shown_status)  # among the ok ones (a flagged one stays flagged)
     counts = summary["status"].value_counts()
     tally = [(s, int(counts.get(s, 0)) - (n_single if s == "ok" else 0)) for s in ("ok", "flagged", "failed")]
     tally.insert(1, (SINGLE_CLASS, n_single))

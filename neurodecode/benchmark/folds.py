@@ -57,7 +57,7 @@ def score_fold(X, y, metadata, task: dict, *, evaluation: str, dataset_name: str
 def score_pseudo_online(pipeline, name: str, windows, *, dataset_name: str, train_every: int) -> list[dict]:
     """Pseudo-online evaluation of one pipeline on one subject's windows (leave one run out).
 
-    Returns one row per fold; ``score`` is the nMCC (chance 0), the other metrics follow it.
+    Returns one row per fold; ``score`` is the nMCC (chance 0.5), the other metrics follow it.
     """
     from ..evaluation.pseudo_online import pseudo_online_evaluate
 

@@ -84,7 +84,9 @@ class Recording:
 
     ``read()`` returns a preloaded ``mne.io.Raw`` in SI units (volts for EEG) with channel
     positions when known, whose annotations name the dataset's classes (and its idle marker).
-    ``key`` identifies the file content (e.g. its sha256) for result keys.
+    ``key`` identifies the file content (e.g. its sha256) for result keys. ``source``, when
+    given (e.g. the file's path in the dataset folder), names the recording in load failures
+    instead of its subject, session and run.
     """
 
     subject: int
@@ -93,12 +95,14 @@ class Recording:
     read: Callable = field(compare=False, repr=False)
     key: str = ""
     extra: dict = field(default_factory=dict, compare=False)
+    source: str = field(default="", compare=False)
 
 
 class Dataset:
     """Base class: a named set of subjects' continuous recordings with a paradigm.
 
-    Subclasses implement :meth:`subjects` and :meth:`recordings`.
+    Subclasses implement :meth:`subjects` and :meth:`recordings`, and :meth:`listed_subjects`
+    when the dataset names subjects whose files may be absent.
 
     Parameters
     ----------
@@ -126,20 +130,29 @@ class Dataset:
         """The subject's :class:`Recording` objects, in time order."""
         raise NotImplementedError
 
+    def listed_subjects(self) -> tuple:
+        """Every subject the dataset names, its files present or not (default: :meth:`subjects`).
+
+        A listed subject may be asked for by number although some of its files are absent: each
+        missing file then fails when read, named in the load's failures, and the others load.
+        """
+        return self.subjects()
+
     # -- generic -------------------------------------------------------------------------------
     def n_sessions(self, subjects=None) -> int:
         """Most sessions any of the subjects has (cross-session evaluation needs two)."""
         return max(len({r.session for r in self.recordings(s)}) for s in self.select_subjects(subjects))
 
     def select_subjects(self, subjects=None) -> list:
-        """The subjects asked for, checked against those present (None: all of them)."""
+        """The subjects asked for, checked against those listed (None: all those present)."""
         available = list(self.subjects())
         if subjects is None:
             if not available:
                 raise EmptySelectionError(f"dataset {self.name!r}: no subject's recordings are present")
             return available
         wanted = [subjects] if np.isscalar(subjects) else list(subjects)
-        missing = [s for s in wanted if s not in available]
+        listed = set(self.listed_subjects())
+        missing = [s for s in wanted if s not in available and s not in listed]
         if missing or not wanted:
             raise EmptySelectionError(
                 f"dataset {self.name!r}: subject(s) {missing or wanted} not present; present: {_short(available)}")
@@ -152,16 +165,17 @@ class Dataset:
             parts += [f"{subject}/{r.session}/{r.run}:{r.key}" for r in self.recordings(subject)]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
-    def _filtered(self, recording: Recording, fmin, fmax):
+    def _filtered(self, recording: Recording, fmin, fmax, method: str = "iir"):
         raw = recording.read()
         if fmin is not None or fmax is not None:
-            # MOABB's filter: IIR on the continuous run, before epoching, so trials have no edge effects.
-            raw.filter(fmin, fmax, method="iir", picks="data", verbose="error")
+            # On the continuous run, before epoching, so trials have no edge effects (MOABB's IIR by default).
+            raw.filter(fmin, fmax, method=method, picks="data", verbose="error")
         return raw
 
     def load(self, subjects=None, *, classes: Sequence[str] | None = None, tmin: float | None = None,
              tmax: float | None = None, fmin: float | None | str = "paradigm", fmax: float | None | str = "paradigm",
-             resample: float | None = None, on_error: str = "raise", progress: bool | None = None) -> DecodingData:
+             resample: float | None = None, filter_method: str = "iir", unit: str | None = None,
+             on_error: str = "raise", progress: bool | None = None) -> DecodingData:
         """Cue-locked epochs of the chosen subjects.
 
         Parameters
@@ -173,10 +187,16 @@ class Dataset:
         tmin, tmax : float or None
             Epoch window in seconds after each cue; default: the paradigm's interval.
         fmin, fmax : float, None or "paradigm"
-            Band-pass of each continuous recording (zero-phase IIR, as MOABB); "paradigm": the
-            paradigm's band; None: that edge open.
+            Band-pass of each continuous recording (zero-phase, see ``filter_method``);
+            "paradigm": the paradigm's band; None: that edge open.
         resample : float or None
             New sampling rate of the epochs, in Hz.
+        filter_method : {"iir", "fir"}
+            ``"iir"``: MNE's 4th-order Butterworth, forward-backward (MOABB's filter); ``"fir"``:
+            MNE's default FIR design.
+        unit : {None, "uV", "SI"}
+            Unit of ``X``: None, the modality's default (microvolts for EEG, SI for MEG);
+            ``"SI"``: as read (volts for EEG); ``"uV"``: microvolts (EEG only).
         on_error : {"raise", "skip"}
             See :func:`~neurodecode.data.io.recordings.load_many`.
         progress : bool or None
@@ -185,8 +205,8 @@ class Dataset:
         Returns
         -------
         data : DecodingData
-            ``X`` of shape (n_trials, n_channels, n_times) in microvolts for EEG (volts times
-            1e6, MOABB's unit), tesla or T/m for MEG; metadata ``subject``, ``session``,
+            ``X`` of shape (n_trials, n_channels, n_times), by default in microvolts for EEG
+            (volts times 1e6, MOABB's unit), tesla or T/m for MEG; metadata ``subject``, ``session``,
             ``run``, ``onset``, ``dataset`` and any per-recording extras.
         """
         import mne
@@ -203,12 +223,20 @@ class Dataset:
         band = self.paradigm.band or (None, None)
         fmin = band[0] if fmin == "paradigm" else fmin
         fmax = band[1] if fmax == "paradigm" else fmax
+        if filter_method not in ("iir", "fir"):
+            raise InvalidDataError(f"dataset {self.name!r}: filter_method must be 'iir' or 'fir', "
+                                   f"got {filter_method!r}")
+        units = ("uV", "SI") if self.modality == "eeg" else ("SI",)
+        unit = units[0] if unit is None else unit
+        if unit not in units:
+            raise InvalidDataError(f"dataset {self.name!r}: unit must be one of {list(units)} for "
+                                   f"{self.modality}, got {unit!r}")
         items = [(s, r) for s in self.select_subjects(subjects) for r in self.recordings(s)]
-        scale = 1e6 if self.modality == "eeg" else 1.0
+        scale = 1e6 if unit == "uV" else 1.0
 
         def load_one(item) -> DecodingData:
             subject, rec = item
-            raw = self._filtered(rec, fmin, fmax)
+            raw = self._filtered(rec, fmin, fmax, filter_method)
             present = [c for c in class_names if c in set(raw.annotations.description)]
             if not present:
                 # A run of another task (e.g. feet runs when left/right is asked): skipped, as MOABB does.
@@ -225,8 +253,7 @@ class Dataset:
                 X = mne.filter.resample(X, float(resample), info.sfreq, npad="auto", window="auto", pad="edge",
                                         method="fft", verbose="error")
                 info = replace(info, sfreq=float(resample))
-            return DecodingData(X * scale, part.y, part.metadata,
-                                replace(info, unit="uV" if scale == 1e6 else info.unit))
+            return DecodingData(X * scale if scale != 1.0 else X, part.y, part.metadata, replace(info, unit=unit))
 
         data = load_many(_Items(items), load_one, on_error=on_error, desc=self.name, progress=progress)
         if data is None:
@@ -268,7 +295,7 @@ class Dataset:
 
 
 class _Items(list):
-    """Recording items that print as ``subject 3, run 1`` in load errors."""
+    """Recording items that print as their source, or as ``subject 3, session 0, run 1``, in load errors."""
 
     def __iter__(self):
         return (_Item(x) for x in list.__iter__(self))
@@ -280,7 +307,7 @@ class _Item(tuple):
 
     def __str__(self):
         subject, rec = self
-        return f"subject {subject}, session {rec.session}, run {rec.run}"
+        return rec.source or f"subject {subject}, session {rec.session}, run {rec.run}"
 
 
 _IDLE_ANNOTATION = "__neurodecode_idle__"

@@ -204,7 +204,8 @@ class _Cost:
         if self.metric == "euclid":
             terms = -4 * (self.T - _rotate(Q, self.S)) @ Q @ self.S
         else:
-            # d/dQ δ²(T, Q S Qᵀ) = 4 log(T^{-1} Q S Qᵀ) Q, and log(T^{-1} P) = T^{-1/2} log(T^{-1/2} P T^{-1/2}) T^{1/2}.
+            # d/dQ δ²(T, Q S Qᵀ) = 4 log(T^{-1} Q S Qᵀ) Q,
+            # and log(T^{-1} P) = T^{-1/2} log(T^{-1/2} P T^{-1/2}) T^{1/2}.
             eigvals, eigvecs = torch.linalg.eigh(self._whitened(Q))
             log_w = (eigvecs * torch.log(eigvals)[..., None, :]) @ eigvecs.transpose(-1, -2)
             terms = 4 * self.inv_root @ log_w @ self.root @ Q

@@ -106,7 +106,13 @@ def _card() -> ModelCard:
                      unit="uV")
 
 
-def _recording(rng, rhythm_on, cues, *, channels=CHANNELS, seconds=60.0, amplitude=30e-6) -> mne.io.RawArray:
+SPOTS = [(0.06, 0.0, 0.05), (-0.05, 0.03, 0.06), (0.0, -0.07, 0.04), (0.02, 0.02, 0.09), (-0.03, -0.04, 0.07)]
+#: Four positions on one circle: MNE's interpolation (qhull) cannot triangulate them.
+ON_A_CIRCLE = [(0.08, 0.0, 0.04), (0.0, 0.08, 0.04), (-0.08, 0.0, 0.04), (0.0, -0.08, 0.04)]
+
+
+def _recording(rng, rhythm_on, cues, *, channels=CHANNELS, seconds=60.0, amplitude=30e-6,
+               spots=SPOTS) -> mne.io.RawArray:
     """A recording in volts: 10 Hz rhythm on channel ``rhythm_on(time)`` (or none), cues named by class."""
     n = int(seconds * SFREQ)
     t = np.arange(n) / SFREQ
@@ -116,7 +122,6 @@ def _recording(rng, rhythm_on, cues, *, channels=CHANNELS, seconds=60.0, amplitu
         data[k, on] += amplitude * np.sin(2 * np.pi * 10 * t[on])
     info = mne.create_info(list(channels), SFREQ, "eeg")
     raw = mne.io.RawArray(data, info, verbose="error")
-    spots = [(0.06, 0.0, 0.05), (-0.05, 0.03, 0.06), (0.0, -0.07, 0.04), (0.02, 0.02, 0.09), (-0.03, -0.04, 0.07)]
     positions = {c: np.array(xyz) for c, xyz in zip(channels, spots)}
     raw.set_montage(mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head"))
     onsets = [c[0] for c in cues] + [1.0]
@@ -157,6 +162,8 @@ def hostile_batch(tmp_path_factory):
     flat.save(inputs / f"{hostile_file('flat')}_raw.fif", verbose="error")
     _recording(rng, cued_rhythm, cues, channels=CHANNELS[:3]).save(inputs / f"{hostile_file('missing')}_raw.fif",
                                                                      verbose="error")
+    _recording(rng, cued_rhythm, cues, spots=ON_A_CIRCLE).save(inputs / f"{hostile_file('circle')}_raw.fif",
+                                                               verbose="error")
     out = root / "out"
     summary = run_batch(inputs, model_path, out, progress=False, ids="name", step_s=0.25)
     index = batch_report.write_report(out)
@@ -263,3 +270,13 @@ def test_cue_scores_by_hand():
                       "balanced_accuracy": 0.5, "balanced_chance": 0.5}
     assert batch_report.cue_scores(table.drop(columns="true"), ["a", "b"]) is None
     assert batch_report.cue_scores(table.assign(true=None), ["a", "b"]) is None
+
+
+def test_positions_without_a_map_leave_a_note_not_a_crash(hostile_batch):
+    # MNE cannot interpolate over four electrodes on one circle (a QhullError): the report said nothing and stopped.
+    out, index, summary, by_name = hostile_batch
+    rec_id = by_name["circle"]
+    page = assert_safe(out / "report" / f"{rec_id}.html")
+    assert "the stored channel positions give no scalp map" in page
+    assert not list((out / "report" / "figures").glob(f"{rec_id}_map_*.png"))
+    assert list((out / "report" / "figures").glob(f"{rec_id}_timeline_*.png"))

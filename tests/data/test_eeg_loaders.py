@@ -241,3 +241,134 @@ def test_muse_missing_run_is_reported_and_the_others_kept(data_root, tmp_path, m
     with pytest.raises(PartialLoadError) as err:
         load_muse_p300(1)
     assert isinstance(err.value.failures[runs[0]], DataNotFoundError)
+
+
+# -- One epoching path: both loaders are the generic Dataset.load ---------------------------------
+def _digests(data) -> dict:
+    """sha256 (16 hex digits) of each part of a load: X's exact bytes, y, metadata, signal info."""
+    def sha(payload: bytes) -> str:
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    info = data.info
+    positions = b"none" if info.positions is None else np.ascontiguousarray(info.positions, dtype=float).tobytes()
+    return {"X": sha(repr((data.X.dtype.str, data.X.shape)).encode() + np.ascontiguousarray(data.X).tobytes()),
+            "y": sha(data.y.astype(np.int64).tobytes()),
+            "metadata": sha((repr(data.metadata.dtypes.astype(str).to_dict())
+                             + data.metadata.to_csv(index=False)).encode()),
+            "info": sha(repr((info.sfreq, info.ch_names, info.ch_types, info.modality, info.class_names, info.tmin,
+                              info.unit)).encode() + positions)}
+
+
+# The old code's output: digests of what load_kalunga2016 and load_muse_p300 returned when each epoched
+# on its own (select_recordings + epochs_to_data + load_many; Kalunga with the FILE_UNIT_IN_VOLTS fix),
+# computed on that tree before both moved onto Dataset.load. The one path gives the same bytes.
+_BEFORE_ONE_PATH = {
+    ("kalunga", "default"): ({}, {"X": "4b37397805459559", "y": "8423b609cd549800",
+                                  "metadata": "14af02a2c5a5f099", "info": "e2bbb4c19417e991"}),
+    ("kalunga", "subset_window_band"): (
+        {"subjects": [2, 4], "tmin": 0.5, "tmax": 4.5, "l_freq": 5.0, "h_freq": 45.0},
+        {"X": "03d39a16e8827a39", "y": "6339efb0e0953dd3", "metadata": "6123de8384bf4138", "info": "c85d745e6dd92101"}),
+    ("kalunga", "one_subject_highpass"): (
+        {"subjects": 3, "tmin": 1.0, "tmax": 3.0, "l_freq": 1.0},
+        {"X": "c8e2b4c1f01ae68d", "y": "b40aab83cdff03e2", "metadata": "d27919052547a567", "info": "1dc7877b45b599cd"}),
+    ("muse", "default"): ({}, {"X": "a251d68fa4c46520", "y": "5f0f898f45c03def",
+                               "metadata": "6a044667b5d4e9a0", "info": "79b2346fcb592d80"}),
+    ("muse", "aux_unfiltered"): (
+        {"subjects": 5, "tmin": 0.0, "tmax": 0.5, "l_freq": None, "h_freq": None, "keep_aux": True},
+        {"X": "ca26972d84183971", "y": "b9021817918f1e2e", "metadata": "0813a1125e1fdcce", "info": "3ed49d2422d33725"}),
+    ("muse", "subset_band"): (
+        {"subjects": [1, 3], "tmin": -0.2, "tmax": 1.0, "l_freq": 0.5, "h_freq": 40.0},
+        {"X": "aed793cad0060913", "y": "8b8e343128ca1354", "metadata": "d18ddc71bf2a66e3", "info": "97391217a45e6e10"}),
+}
+
+
+@pytest.mark.parametrize("dataset, case", sorted(_BEFORE_ONE_PATH))
+def test_the_one_epoching_path_gives_the_epochs_of_the_old_one(data_root, monkeypatch, dataset, case):
+    from neurodecode.data.dataset import Dataset
+
+    kwargs, expected = _BEFORE_ONE_PATH[(dataset, case)]
+    calls = []
+    real_load = Dataset.load
+    monkeypatch.setattr(Dataset, "load", lambda self, *a, **k: calls.append(self.name) or real_load(self, *a, **k))
+    data = {"kalunga": load_kalunga2016, "muse": load_muse_p300}[dataset](progress=False, **kwargs)
+    assert calls == [{"kalunga": KALUNGA, "muse": MUSE}[dataset]]  # through the generic path, once
+    assert _digests(data) == expected
+
+
+def test_the_views_give_the_loaders_epochs_in_microvolts_and_moabb_runs(data_root, kalunga):
+    from neurodecode.data.datasets.kalunga2016 import Kalunga2016
+
+    view = Kalunga2016().load([1], fmin=None, fmax=None)
+    ref = kalunga.select(subject=1)
+    assert view.info.unit == "uV" and ref.info.unit == "SI"
+    np.testing.assert_array_equal(view.X, ref.X * 1e6)
+    assert view.labels.tolist() == ref.labels.tolist()
+    # The view follows MOABB (two runs of session "0"); load_kalunga2016 keeps its two sessions.
+    assert view.metadata["run"].tolist() == ref.metadata["session"].tolist()
+    assert set(view.metadata["session"]) == {"0"} and set(ref.metadata["run"]) == {"0"}
+
+
+def test_dataset_load_filter_method_and_unit_are_honoured_and_checked(data_root):
+    from neurodecode.data.datasets.kalunga2016 import Kalunga2016
+
+    view = Kalunga2016()
+    fir = view.load([1], fmin=5.0, fmax=45.0, filter_method="fir", unit="SI", progress=False)
+    iir = view.load([1], fmin=5.0, fmax=45.0, filter_method="iir", unit="SI", progress=False)
+    assert fir.info.unit == iir.info.unit == "SI" and fir.shape == iir.shape
+    # Two filters of the same band: close trial by trial, yet not the same samples.
+    assert not np.array_equal(fir.X, iir.X)
+    assert np.corrcoef(fir.X.ravel(), iir.X.ravel())[0, 1] > 0.9
+    with pytest.raises(InvalidDataError, match="filter_method must be 'iir' or 'fir', got 'fft'"):
+        view.load([1], filter_method="fft")
+    with pytest.raises(InvalidDataError, match=r"unit must be one of \['uV', 'SI'\] for eeg, got 'mV'"):
+        view.load([1], unit="mV")
+
+
+def test_a_listed_subject_with_a_missing_file_is_named_by_the_view(data_root, tmp_path, monkeypatch, isolated_cache):
+    # The generic selection accepts a subject the card lists though one of its files is absent, so that the
+    # missing file is named and the others load (it used to say only "not present").
+    from neurodecode.data.datasets.muse_p300 import MuseP300
+
+    card = get_card(MUSE)
+    runs = [f.path for f in card.files if f.path.startswith("visual/P300/subject2/")]
+    _mirror(card, tmp_path, runs[:2])
+    monkeypatch.setenv("NEURODECODE_DATA", str(tmp_path))
+    view = MuseP300()
+    assert view.subjects() == () and 2 in view.listed_subjects()
+    with pytest.raises(PartialLoadError) as err:
+        view.load(2, progress=False)
+    assert list(err.value.failures) == [runs[2]] and isinstance(err.value.failures[runs[2]], DataNotFoundError)
+    assert err.value.loaded.metadata["run"].unique().tolist() == ["0", "1"]
+    with pytest.raises(EmptySelectionError, match=r"subject\(s\) \[4\] not present"):
+        view.load(4)
+
+
+def test_a_muse_run_without_stimuli_is_a_failure_not_skipped(data_root, monkeypatch):
+    # Dataset.load skips a recording holding none of the classes (a run of another task); every Muse run has
+    # stimuli, so one without any is damaged and must be reported, as the old loader's epoching did.
+    from neurodecode.data.datasets import muse_p300
+
+    real = muse_p300.read_muse_csv
+
+    def without_stimuli(path, **kwargs):
+        raw, events = real(path, **kwargs)
+        return raw, events[:0] if str(path).endswith(MUSE_S3_RUN0) else events
+
+    monkeypatch.setattr(muse_p300, "read_muse_csv", without_stimuli)
+    with pytest.raises(PartialLoadError) as err:
+        load_muse_p300(3, progress=False)
+    assert list(err.value.failures) == [MUSE_S3_RUN0]
+    assert "none of the stimulus markers" in str(err.value.failures[MUSE_S3_RUN0])
+    assert err.value.loaded.metadata["run"].unique().tolist() == ["1", "2"]
+
+
+def test_a_kalunga_events_file_without_cues_is_refused(tmp_path):
+    import mne
+
+    from neurodecode.data.datasets.kalunga2016 import _read_events
+
+    raw = mne.io.RawArray(np.zeros((1, 1000)), mne.create_info(["Oz"], 256.0, "eeg"), verbose="error")
+    path = tmp_path / "record-eve.fif"
+    mne.write_events(path, np.array([[100, 0, 9], [300, 0, 7]]), verbose="error")
+    with pytest.raises(InvalidDataError, match=r"none of the cue codes .* among its 2 event\(s\)"):
+        _read_events(path, raw)

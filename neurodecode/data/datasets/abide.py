@@ -11,6 +11,8 @@ metadata, not dropped: correlations with them are undefined and covariances sing
 connectivity pipelines must handle them (shrinkage, or dropping those columns for everyone).
 """
 
+# Not a Dataset (no Dataset.load): one resting-state ROI time series per subject, labelled by diagnosis; no cues.
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,8 @@ The MNIST test set (card ``mnist_t10k``, LeCun's idx files) serves as an image p
 reconstruction; none of its 10 000 images is identical to a digit69 stimulus.
 """
 
+# Not a Dataset (no Dataset.load): one fMRI voxel pattern (or image) per stimulus, no time series to epoch.
+
 from __future__ import annotations
 
 import gzip

@@ -9,6 +9,8 @@ per run, plus whole-brain copies downsampled to 25 mm (129 voxels), too coarse t
 All are in the subject's scanner space, not MNI.
 """
 
+# Not a Dataset (no Dataset.load): fMRI volumes labelled by the block they fall in, no cue-locked EEG/MEG epochs.
+
 from __future__ import annotations
 
 import numpy as np

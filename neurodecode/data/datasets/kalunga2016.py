@@ -15,6 +15,10 @@ dataset. Measured on the 8 recordings: the median channel standard deviation aft
 band-pass is 5.5-12.7 "V" as stored (thousands of times any scalp EEG; eegmmidb's is tens of uV),
 and no sample exceeds 0.498 in magnitude, the g.Mobilab+ amplifier's +-500 uV input range read
 in millivolts (the two recordings that reach it saturate there).
+
+:func:`load_kalunga2016` is the generic :meth:`~neurodecode.data.dataset.Dataset.load` of the
+:class:`Kalunga2016` view (the one epoching path of every dataset), with this loader's own
+choices: MNE's default FIR filter, samples in volts, the two recordings named sessions.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ..cards import get_card
 from ..container import DecodingData
 from ..dataset import Dataset, Paradigm, Recording
 from ..errors import CorruptFileError, InvalidDataError
-from ..io.recordings import epochs_to_data, load_many, select_recordings, read_raw
+from ..io.recordings import read_raw, select_subjects
 
 DATASET = "ssvep_exo_kalunga2016"
 
@@ -49,6 +53,9 @@ def _read_events(path, raw: mne.io.BaseRaw) -> np.ndarray:
         events = mne.read_events(path, verbose="error")
     except (ValueError, RuntimeError, OSError, EOFError, IndexError, KeyError, TypeError) as err:
         raise CorruptFileError(f"cannot read the events file {path}: {type(err).__name__}: {err}") from err
+    if not np.isin(events[:, 2], list(EVENT_ID.values())).any():
+        raise InvalidDataError(f"{path}: none of the cue codes {EVENT_ID} occurs among its "
+                               f"{len(events)} event(s); the events file does not match its recording")
     last = raw.first_samp + raw.n_times - 1
     outside = (events[:, 0] < raw.first_samp) | (events[:, 0] > last)
     if outside.any():
@@ -87,7 +94,7 @@ def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_f
         Band-pass of the continuous recording before epoching (MNE's default FIR); None
         leaves that edge open. MOABB's SSVEP paradigm instead filters one band per frequency.
     on_error : {"raise", "skip"}
-        What to do when some recordings fail, as in :func:`~neurodecode.data.recordings.load_many`.
+        What to do when some recordings fail, as in :func:`~neurodecode.data.io.recordings.load_many`.
     progress : bool or None
         Progress bar over recordings; by default only on a terminal.
 
@@ -110,18 +117,15 @@ def load_kalunga2016(subjects=None, *, tmin: float = 2.0, tmax: float = 4.0, l_f
         A requested subject is not in the dataset.
     """
     card = get_card(DATASET)
-    which = select_recordings(card, _RAW_FILE, subjects)
-
-    def load_one(relpath: str) -> DecodingData:
-        subject, index = which[relpath]
-        raw, events = _read_recording(card, relpath)
-        if l_freq is not None or h_freq is not None:
-            raw.filter(l_freq, h_freq, picks="data", verbose="error")
-        return epochs_to_data(raw, events, EVENT_ID, tmin=tmin, tmax=tmax, dataset=DATASET, subject=subject,
-                              session=str(index), run="0", class_names=card.classes, modality="eeg",
-                              extra_metadata={"recording": _RAW_FILE.match(relpath).group(2)})
-
-    return load_many(which, load_one, on_error=on_error, desc="kalunga2016", progress=progress)
+    # Every subject the card lists, present or not: a missing file is a failure that names it.
+    subjects = select_subjects(subjects, card.files_by_subject(_RAW_FILE), dataset=card.name)
+    # The one epoching path (the Dataset view's load), with this loader's historic choices: MNE's default FIR
+    # filter, samples in volts.
+    data = Kalunga2016().load(subjects, tmin=tmin, tmax=tmax, fmin=l_freq, fmax=h_freq, filter_method="fir",
+                              unit="SI", on_error=on_error, progress=progress)
+    # The view names the two recordings runs of one session, as MOABB; this loader has always called them
+    # sessions "0"/"1" (see Returns).
+    return DecodingData(data.X, data.y, data.metadata.assign(session=data.metadata["run"], run="0"), data.info)
 
 
 def _read_annotated(relpath: str):
@@ -149,11 +153,14 @@ class Kalunga2016(Dataset):
     def subjects(self) -> tuple:
         return get_card(DATASET).subjects_present(_RAW_FILE)
 
+    def listed_subjects(self) -> tuple:
+        return tuple(get_card(DATASET).files_by_subject(_RAW_FILE))
+
     def recordings(self, subject) -> list:
         card = get_card(DATASET)
         paths = card.files_by_subject(_RAW_FILE).get(int(subject), [])
         return [Recording(int(subject), "0", str(i), functools.partial(_read_annotated, p), key=card.entry(p).sha256,
-                          extra={"recording": _RAW_FILE.match(p).group(2)}) for i, p in enumerate(paths)]
+                          extra={"recording": _RAW_FILE.match(p).group(2)}, source=p) for i, p in enumerate(paths)]
 
 
 def dataset(spec: str = "") -> Kalunga2016:

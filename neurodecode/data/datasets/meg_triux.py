@@ -1,5 +1,7 @@
 """The Elekta TRIUX MEG test recording (MNE's testing data): read by the generic MNE reader."""
 
+# Not a Dataset (no Dataset.load): an I/O test file whose card declares no paradigm or classes (PROVENANCE.md).
+
 from __future__ import annotations
 
 from ..io.recordings import load_recording

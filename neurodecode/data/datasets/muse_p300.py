@@ -7,6 +7,10 @@ on the sample of a stimulus: 1 = non-target, 2 = target.
 
 The Muse samples at 256 Hz; the LSL timestamps jitter between 3 and 4 ms around that, so the
 sample index, not the timestamp, gives the time of each sample and event.
+
+:func:`load_muse_p300` is the generic :meth:`~neurodecode.data.dataset.Dataset.load` of the
+:class:`MuseP300` view (the one epoching path of every dataset), with MNE's default FIR filter
+and samples in volts.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ..cards import get_card
 from ..container import DecodingData
 from ..dataset import Dataset, Paradigm, Recording
 from ..errors import CorruptFileError, DataNotFoundError, InvalidDataError
-from ..io.recordings import epochs_to_data, load_many, select_recordings
+from ..io.recordings import select_subjects
 
 DATASET = "eegnotebooks_muse_visual_p300"
 SFREQ = 256.0
@@ -159,7 +163,7 @@ def load_muse_p300(subjects=None, *, tmin: float = -0.1, tmax: float = 0.8, l_fr
     keep_aux : bool
         Keep the ``Right AUX`` channel (see :func:`read_muse_csv`).
     on_error : {"raise", "skip"}
-        What to do when some runs fail, as in :func:`~neurodecode.data.recordings.load_many`.
+        What to do when some runs fail, as in :func:`~neurodecode.data.io.recordings.load_many`.
     progress : bool or None
         Progress bar over runs; by default only on a terminal.
 
@@ -181,48 +185,55 @@ def load_muse_p300(subjects=None, *, tmin: float = -0.1, tmax: float = 0.8, l_fr
         A requested subject is not in the dataset.
     """
     card = get_card(DATASET)
-    which = select_recordings(card, _CSV_FILE, subjects)
-
-    def load_one(relpath: str) -> DecodingData:
-        subject, index = which[relpath]
-        path = card.path(relpath)
-        raw, events = read_muse_csv(path, keep_aux=keep_aux)
-        if l_freq is not None or h_freq is not None:
-            raw.filter(l_freq, h_freq, picks="data", verbose="error")
-        _, session, name = _CSV_FILE.match(relpath).groups()
-        return epochs_to_data(raw, events, EVENT_ID, tmin=tmin, tmax=tmax, dataset=DATASET, subject=subject,
-                              session=session, run=str(index), class_names=card.classes, modality="eeg",
-                              extra_metadata={"recording": name}, source=str(path))
-
-    return load_many(which, load_one, on_error=on_error, desc="muse_p300", progress=progress)
+    # Every subject the card lists, present or not: a missing run is a failure that names it.
+    subjects = select_subjects(subjects, card.files_by_subject(_CSV_FILE), dataset=card.name)
+    # The one epoching path (the Dataset view's load), with this loader's historic choices: MNE's default FIR
+    # filter, samples in volts.
+    return MuseP300(keep_aux=keep_aux).load(subjects, tmin=tmin, tmax=tmax, fmin=l_freq, fmax=h_freq,
+                                            filter_method="fir", unit="SI", on_error=on_error, progress=progress)
 
 
-def _read_annotated(relpath: str):
+def _read_annotated(relpath: str, *, keep_aux: bool = False):
     """One run with its stimuli as ``target``/``non_target`` annotations."""
-    raw, events = read_muse_csv(get_card(DATASET).path(relpath))
+    path = get_card(DATASET).path(relpath)
+    raw, events = read_muse_csv(path, keep_aux=keep_aux)
+    if not np.isin(events[:, 2], list(EVENT_ID.values())).any():
+        # Every run of this oddball has stimuli: a run without any is damaged, not a run of another task.
+        raise InvalidDataError(f"{path}: none of the stimulus markers {EVENT_ID} occurs in this run")
     names = {code: name for name, code in EVENT_ID.items()}
     raw.set_annotations(mne.annotations_from_events(events, SFREQ, event_desc=names, verbose="error"))
     return raw
 
 
 class MuseP300(Dataset):
-    """The Muse visual P300 runs as a :class:`~neurodecode.data.dataset.Dataset` (session from the folder)."""
+    """The Muse visual P300 runs as a :class:`~neurodecode.data.dataset.Dataset` (session from the folder).
 
-    def __init__(self):
+    Parameters
+    ----------
+    keep_aux : bool
+        Keep the ``Right AUX`` electrode as a fifth EEG channel (see :func:`read_muse_csv`).
+    """
+
+    def __init__(self, keep_aux: bool = False):
         card = get_card(DATASET)
         super().__init__(DATASET, Paradigm.from_table(card.extra["paradigm"], where=f"card {DATASET}"),
                          modality="eeg", picks="eeg")
+        self.keep_aux = keep_aux
 
     def subjects(self) -> tuple:
         return get_card(DATASET).subjects_present(_CSV_FILE)
+
+    def listed_subjects(self) -> tuple:
+        return tuple(get_card(DATASET).files_by_subject(_CSV_FILE))
 
     def recordings(self, subject) -> list:
         card = get_card(DATASET)
         out = []
         for index, path in enumerate(card.files_by_subject(_CSV_FILE).get(int(subject), [])):
             _, session, name = _CSV_FILE.match(path).groups()
-            out.append(Recording(int(subject), session, str(index), functools.partial(_read_annotated, path),
-                                 key=card.entry(path).sha256, extra={"recording": name}))
+            out.append(Recording(int(subject), session, str(index),
+                                 functools.partial(_read_annotated, path, keep_aux=self.keep_aux),
+                                 key=card.entry(path).sha256, extra={"recording": name}, source=path))
         return out
 
 
