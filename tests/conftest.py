@@ -140,6 +140,7 @@ def trained_model(tmp_path_factory, dataset_dir) -> Path:
 
         (spec,), failures = load_pipelines(Path(__file__).resolve().parents[1] / "pipelines" / "COV_TS_LR.yml")
         assert not failures
+        path.parent.mkdir(parents=True, exist_ok=True)  # train refuses a folder that does not exist
         # Two folds: the card's cross-validated score is not under test there, and each fold costs seconds.
         train_model(spec, "eegmmidb", subjects=[1, 2], cv=2, out=path)
     return path

@@ -326,8 +326,14 @@ def test_decoding_data_gives_rate_and_channels_and_others_are_refused(case, sour
         pipe.predict(permuted)
 
 
+#: Bases that are no estimator on their own: each is checked through every subclass the cases list.
+BASES = {"TorchEstimator": ("DeepClassifier", "FoundationClassifier")}
+
+
 def test_every_estimator_of_the_package_is_checked():
     listed = {case.values[0][1] for case in CASES + IMAGE_CASES}
+    assert all(set(subclasses) <= listed for subclasses in BASES.values())
+    listed |= set(BASES)
     found = set()
     for info in pkgutil.walk_packages(neurodecode.__path__, "neurodecode."):
         if info.name.startswith("neurodecode.cli"):

@@ -78,6 +78,13 @@ _MAX_MEMBER_BYTES = 2 << 30
 #: and an int); neither defines ``__getstate__``, ``__setstate__`` or ``__reduce__`` beyond
 #: scikit-learn's BaseEstimator, so skops restores plain attributes.
 #:
+#: The alignment transformers (``neurodecode.transforms.alignment``, reviewed when they were added):
+#: fitted state ``references_`` (a dict of group -> numpy matrix, or for stretching a (matrix, float)
+#: tuple), ``n_channels_``, ``sfreq_``/``ch_names_`` (None or plain),
+#: ``classes_``, ``target_group_``, and for ``RunningAlignment`` ``reference_`` and ``n_windows_``; none
+#: defines ``__getstate__``, ``__setstate__`` or ``__reduce__``; each was fitted, dumped and loaded
+#: with only its own class trusted.
+#:
 #: ``DeepClassifier`` and ``FoundationClassifier`` (the torch-backed estimators): in the file their
 #: state is plain data (parameters, ``classes_``, ``scale_``, ``positions_``, the history of
 #: epochs, the foundation probe's scikit-learn pipeline) and ``module_`` is the name of a network
@@ -89,6 +96,11 @@ TRUSTED_TYPES = (
     "neurodecode.models.foundation.classifier.FoundationClassifier",
     "neurodecode.models.riemann.FgMDM",
     "neurodecode.models.riemann.MDM",
+    "neurodecode.transforms.alignment.EuclideanAlignment",
+    "neurodecode.transforms.alignment.RiemannianRecentering",
+    "neurodecode.transforms.alignment.RiemannianRotation",
+    "neurodecode.transforms.alignment.RiemannianStretching",
+    "neurodecode.transforms.alignment.RunningAlignment",
     "neurodecode.transforms.augmented.AugmentedCovariance",
     "neurodecode.transforms.augmented.AugmentedCovarianceSelector",
     "neurodecode.transforms.connectivity_eeg.EEGConnectivity",

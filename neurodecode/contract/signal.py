@@ -8,6 +8,7 @@ route by which a recording's channels and rate reach a fitted model in ``predict
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -152,9 +153,8 @@ def model_input(model, X, card: ModelCard, info=None):
         Labels and metadata of a DecodingData are placeholders (label 0, unknown subject).
     """
     import numpy as np
-    import pandas as pd
 
-    from ..data.container import METADATA_COLUMNS, DecodingData
+    from ..data.container import DecodingData
 
     X = np.asarray(X)
     if X.ndim != 3 or X.shape[1] != len(card.ch_names) or X.shape[2] != card.n_times:
@@ -163,8 +163,17 @@ def model_input(model, X, card: ModelCard, info=None):
     if not takes_container(model):
         return X
     info = card_signal_info(card) if info is None else info
-    metadata = pd.DataFrame({column: ["unknown"] * len(X) for column in METADATA_COLUMNS})
-    return DecodingData(X, np.zeros(len(X), dtype=int), metadata, info)
+    return DecodingData(X, np.zeros(len(X), dtype=int), _placeholder_metadata(len(X)), info)
+
+
+@functools.lru_cache(maxsize=8)
+def _placeholder_metadata(n_windows: int):
+    # Built once per window count: a live loop asks for the same one-window frame at every decision.
+    import pandas as pd
+
+    from ..data.container import METADATA_COLUMNS
+
+    return pd.DataFrame({column: ["unknown"] * n_windows for column in METADATA_COLUMNS})
 
 
 def bind_signal(estimator, info):

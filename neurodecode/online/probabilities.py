@@ -1,7 +1,7 @@
 """Class probabilities beside the streaming decoder's labels, from the very call that decided them.
 
 :class:`~neurodecode.online.StreamingDecoder` returns labels only. Wrapping the model's final
-step in a :class:`ProbaRecorder` keeps the probabilities of the features it decided on, with no
+step in a :class:`_ProbaRecorder` keeps the probabilities of the features it decided on, with no
 second pass through the pipeline; ``predict`` stays the estimator's own, so labels equal the
 unwrapped model's.
 """
@@ -13,10 +13,10 @@ from sklearn.base import BaseEstimator
 
 from .errors import LSLError
 
-__all__ = ["ProbaRecorder", "class_index", "proba_columns", "with_recorder"]
+__all__ = ["class_index", "proba_columns", "with_recorder"]
 
 
-class ProbaRecorder(BaseEstimator):
+class _ProbaRecorder(BaseEstimator):
     """A fitted estimator, predicting as itself and keeping each call's probabilities.
 
     Parameters
@@ -57,10 +57,10 @@ def with_recorder(model):
     from sklearn.pipeline import Pipeline
 
     if isinstance(model, Pipeline):
-        recorder = ProbaRecorder(model.steps[-1][1])
+        recorder = _ProbaRecorder(model.steps[-1][1])
         wrapped = Pipeline(model.steps[:-1] + [(model.steps[-1][0], recorder)])
     else:
-        recorder = ProbaRecorder(model)
+        recorder = _ProbaRecorder(model)
         wrapped = recorder
     recorder.probas_ = []
     return wrapped, recorder

@@ -127,7 +127,7 @@ def test_every_neurodecode_transformer_is_trusted():
     classes = [getattr(transforms, n) for n in transforms.__all__]
     paths = {f"{c.__module__}.{c.__qualname__}" for c in classes
              if isinstance(c, type) and issubclass(c, BaseEstimator)}
-    assert len(paths) == 7
+    assert len(paths) == 12
     assert paths <= set(TRUSTED_TYPES)
     assert not [t for t in TRUSTED_TYPES if t.split(".")[0] not in ("neurodecode", "pyriemann")]
 

@@ -243,8 +243,6 @@ def test_train_and_predict_commands(tmp_path, capsys, run4):
     (["train", "PIPELINES/COV_TS_LR.yml", "--subjects", "3-1"], "is reversed"),
     (["train", "PIPELINES/COV_TS_LR.yml", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["train", "PIPELINES/COV_TS_LR.yml", "--subjects", "999"], "subject(s) [999] not present"),
-    (["train", "PIPELINES/ShallowFBCSPNet.py", "--subjects", "1", "--out", "deep.ndm"],
-     "deep torch/skorch pipelines"),
     (["predict", "missing.ndm", "x.edf"], "model file missing.ndm does not exist"),
     (["predict", "MODEL", "x.edf", "--step", "-1"], "expected a positive number of seconds"),
     (["predict", "MODEL", "a/x.edf", "b/x.edf"], "would all write x.csv"),

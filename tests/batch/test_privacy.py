@@ -131,7 +131,7 @@ def test_the_batch_ran_on_them(batch_output):
     assert summary["reason"].str.contains("could not convert string to float: '<redacted>_<redacted>_'").any()
     assert (out / "report" / "index.html").is_file() and len(list((out / "report" / "figures").glob("*.png"))) >= 7
     reasons = " ".join(summary["reason"].dropna())
-    assert "is truncated" in reasons and "header is unreadable" in reasons and "['Cz']" in reasons
+    assert "is truncated" in reasons and "header is unreadable" in reasons and "channels not found: Cz (" in reasons
 
 
 def test_no_output_byte_holds_the_identity(batch_output):

@@ -138,17 +138,6 @@ def select_subjects(subjects, available, *, dataset: str) -> list:
     return wanted
 
 
-def select_recordings(card, pattern, subjects) -> dict:
-    """The files of the chosen subjects, each with its subject and its index in time order.
-
-    Returns ``{relpath: (subject, index)}``; keys are file paths so that :func:`load_many`
-    reports a failure by file.
-    """
-    recordings = card.files_by_subject(pattern)
-    return {relpath: (subject, index) for subject in select_subjects(subjects, recordings, dataset=card.name)
-            for index, relpath in enumerate(recordings[subject])}
-
-
 def find_events(raw: mne.io.BaseRaw, *, stim_channel: str | None = None, source: str | None = None):
     """Events of a recording, from its stim channel or its annotations.
 
