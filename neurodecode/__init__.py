@@ -4,7 +4,7 @@ Names are imported on first use, so that ``import neurodecode.geometry`` needs o
 a GPU machine without mne) and the command line starts quickly.
 """
 
-import importlib
+from neurodecode._utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -21,12 +21,4 @@ _EXPORTS = {
 }
 __all__ = ["__version__", *_EXPORTS]
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'neurodecode' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -49,25 +49,27 @@ def _imports(path: Path):
                 yield arg.values[0].value.rstrip("."), node.lineno
 
 
-def _violations():
-    found = []
+def _edges():
+    """(file, source stage, imported module, line, target stage) of every import between two stages."""
     for path in sorted(PACKAGE.rglob("*.py")):
         source = _stage(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
         if source in (None, "__init__"):
             continue
-        source = source.removesuffix("") if source != "cli" else "cli"
         for module, line in _imports(path):
             target = _stage(module)
-            if target in (None, "__init__", "_utils") or target == source:
-                continue
-            if target not in STAGES or source not in STAGES:
-                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}: unknown stage")
-            elif STAGES.index(target) > STAGES.index(source):
-                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({source}) imports {module} ({target}), "
-                             "a later stage")
-            elif source in APPLICATIONS and target in APPLICATIONS:
-                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({source}) imports {module} ({target}), "
-                             "another application")
+            if target not in (None, "__init__", "_utils", source):
+                yield path.relative_to(PACKAGE.parent), source, module, line, target
+
+
+def _violations():
+    found = []
+    for where, source, module, line, target in _edges():
+        if target not in STAGES or source not in STAGES:
+            found.append(f"{where}:{line} imports {module}: unknown stage")
+        elif STAGES.index(target) > STAGES.index(source):
+            found.append(f"{where}:{line} ({source}) imports {module} ({target}), a later stage")
+        elif source in APPLICATIONS and target in APPLICATIONS:
+            found.append(f"{where}:{line} ({source}) imports {module} ({target}), another application")
     return found
 
 
@@ -76,13 +78,10 @@ def stage_graph() -> dict:
     graph = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         source = _stage(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
-        if source in (None, "__init__"):
-            continue
-        targets = graph.setdefault(source, set())
-        for module, _ in _imports(path):
-            target = _stage(module)
-            if target not in (None, "__init__", "_utils", source):
-                targets.add(target)
+        if source not in (None, "__init__"):
+            graph.setdefault(source, set())
+    for _, source, _, _, target in _edges():
+        graph[source].add(target)
     order = {s: i for i, s in enumerate(STAGES)}
     return {s: sorted(graph[s], key=lambda t: order.get(t, -1)) for s in sorted(graph, key=lambda s: order.get(s, -1))}
 

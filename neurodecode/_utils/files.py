@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -105,18 +104,6 @@ class FolderLockedError(RuntimeError):
         self.holder = holder
 
 
-def _pid_alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def _read_lock(path: Path) -> dict | None:
     try:
         holder = json.loads(path.read_text())
@@ -126,17 +113,16 @@ def _read_lock(path: Path) -> dict | None:
 
 
 class FolderLock:
-    """An exclusive, non-blocking lock on a folder: a lock file created with ``O_CREAT | O_EXCL``.
+    """An exclusive, non-blocking lock on a folder: an ``flock`` on a lock file inside it.
 
-    The lock file holds JSON: ``pid``, ``host`` and whatever ``info`` adds (a batch run puts the
-    model's sha256 there), so that a refused run can say who holds the folder. A lock left by a
-    process that no longer runs on this host (a run killed with SIGKILL, a power cut) is stale
-    and reclaimed; a lock of a live process, or of another host (whose processes cannot be
-    checked from here), is not: :meth:`acquire` raises :class:`FolderLockedError`.
-
-    Reclaiming is race-free between several would-be reclaimers: the stale file is renamed to a
-    name of the reclaimer's own before it is deleted, so only one of them can remove it, and a
-    lock created meanwhile by a third run is never the one removed (it is put back).
+    The kernel holds the lock for as long as the run's process keeps the file open, so a run
+    killed with SIGKILL or by a power cut leaves no lock behind, only the file, which the next run
+    takes over; there is no staleness to guess and no race between would-be reclaimers (each open
+    is its own, so two threads of one process exclude each other too). The file holds JSON:
+    ``pid``, ``host`` and whatever ``info`` adds (a batch run puts the model's sha256 there), so
+    that a refused run can say who holds the folder. A file that names another host is not taken
+    over: that host's lock may not be visible from here (a shared network folder), so
+    :meth:`acquire` refuses it as if it were held, and says which host to check.
 
     Parameters
     ----------
@@ -153,65 +139,53 @@ class FolderLock:
         self.name = name
         self.info = dict(info or {})
         self.path = self.folder / name
-        self._held = False
+        self._fd = None
 
     def _holder_text(self) -> bytes:
         holder = {"pid": os.getpid(), "host": socket.gethostname(), **self.info}
         return (json.dumps(holder, sort_keys=True) + "\n").encode()
 
+    def _refused(self, holder: dict) -> FolderLockedError:
+        return FolderLockedError(f"{self.folder} is in use by another run ({_describe(holder)}); wait for it to end, "
+                                 f"or remove {self.path} if that run is gone", holder)
+
     def acquire(self) -> "FolderLock":
-        """Take the lock, reclaiming a stale one; raise :class:`FolderLockedError` if another run holds it."""
-        for _ in range(3):
+        """Take the lock; raise :class:`FolderLockedError` if another run holds it."""
+        import fcntl
+
+        for _ in range(5):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            except FileExistsError:
-                if self._reclaim():
-                    continue
-                holder = _read_lock(self.path) or {}
-                raise FolderLockedError(f"{self.folder} is in use by another run ({_describe(holder)}); wait for it "
-                                        f"to end, or remove {self.path} if that run is gone", holder) from None
-            try:
-                os.write(fd, self._holder_text())
-                os.fsync(fd)
-            finally:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
                 os.close(fd)
-            self._held = True
+                raise self._refused(_read_lock(self.path) or {}) from None
+            try:
+                # The holder before us removes the file as it releases: a file opened just before
+                # that is no longer the lock, so open the path again.
+                current = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                current = False
+            if not current:
+                os.close(fd)
+                continue
+            previous = _read_lock(self.path) or {}
+            if previous.get("host") not in (None, socket.gethostname()):
+                os.close(fd)
+                raise self._refused(previous)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self._holder_text(), 0)
+            os.fsync(fd)
+            self._fd = fd
             return self
         raise FolderLockedError(f"{self.folder}: could not take the lock {self.path} (it keeps changing hands)", {})
 
-    def _reclaim(self) -> bool:
-        """Remove the lock file if it is stale; True when the caller may try again."""
-        holder = _read_lock(self.path)
-        if holder is None:
-            try:  # being written by its creator this instant, or left empty by a crash between open and write
-                age = time.time() - self.path.stat().st_mtime
-            except FileNotFoundError:
-                return True
-            if age < 10:
-                return False
-        elif holder.get("host") != socket.gethostname() or _pid_alive(holder.get("pid")):
-            return False
-        aside = self.path.with_name(f"{self.name}.stale.{os.getpid()}.{time.monotonic_ns()}")
-        try:
-            os.rename(self.path, aside)  # atomic: of several reclaimers, one gets the file
-        except FileNotFoundError:
-            return True
-        if _read_lock(aside) != holder:  # a live run's lock, created after we read the stale one: put it back
-            try:
-                os.link(aside, self.path)
-            except FileExistsError:
-                pass
-            aside.unlink(missing_ok=True)
-            return False
-        aside.unlink(missing_ok=True)
-        return True
-
     def release(self) -> None:
-        """Remove the lock file, if this object holds it."""
-        if self._held:
-            if (_read_lock(self.path) or {}).get("pid") == os.getpid():
-                self.path.unlink(missing_ok=True)
-            self._held = False
+        """Remove the lock file and let the lock go, if this object holds it."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while still locked: no other run holds this file now
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self):
         return self.acquire()

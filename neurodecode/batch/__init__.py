@@ -7,7 +7,7 @@ Names are imported on first use (``neurodecode.batch.load_model``), so that impo
 loads neither skops nor mne until they are needed.
 """
 
-import importlib
+from .._utils.lazy import lazy_exports
 
 _EXPORTS = {
     "predict_recording": "predict",
@@ -15,12 +15,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,9 +7,9 @@ runs :func:`~.recording.process_recording` (read, match to the model, QC, analys
 result files) in parallel. It writes, per recording, ``results/<id>.csv`` and ``results/<id>.json``,
 and ``summary.csv`` for all of them.
 
-One output folder holds one model's results. A run locks the folder for its duration (a lock
-file created with ``O_CREAT | O_EXCL``: pid, host and the model's sha256; a stale lock of a dead
-process on this host is reclaimed), so that a second run into it is refused rather than mixed in;
+One output folder holds one model's results. A run locks the folder for its duration (an
+``flock`` on a lock file holding pid, host and the model's sha256, which the kernel lets go when
+the process ends, however it ends), so that a second run into it is refused rather than mixed in;
 and results of another model found in the folder are removed before the run starts (every
 recording is then recomputed with this model).
 

@@ -14,7 +14,7 @@ these, never one another:
 Names are imported on first use, so that importing the stage loads neither skops nor mne.
 """
 
-import importlib
+from .._utils.lazy import lazy_exports
 
 _EXPORTS = {
     "PIPELINE_SUFFIXES": "pipeline_files",
@@ -37,12 +37,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

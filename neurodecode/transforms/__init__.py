@@ -9,7 +9,7 @@ channels, and refuses data at another rate or with other channels later. Where o
 can be passed, :func:`bind_signal_info` sets the sampling rate and channels beforehand.
 """
 
-import importlib
+from .._utils.lazy import lazy_exports
 
 _EXPORTS = {
     "Covariances": "covariance",
@@ -28,12 +28,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
