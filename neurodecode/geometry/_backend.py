@@ -40,3 +40,10 @@ def check_finite(X: torch.Tensor, what: str) -> None:
     if not bool(torch.isfinite(X).all()):
         n_bad = int((~torch.isfinite(X)).reshape(-1, *X.shape[-2:]).any(dim=(-2, -1)).sum()) if X.ndim >= 2 else 1
         raise ValueError(f"{what} holds NaN or infinite values ({n_bad} matrix/trial(s) affected)")
+
+
+def batched(fn, X, batch_size: int | None):
+    """Apply ``fn`` to slices of ``X`` along axis 0 and stack, bounding GPU memory."""
+    if batch_size is None or len(X) <= batch_size:
+        return fn(X)
+    return torch.cat([fn(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])

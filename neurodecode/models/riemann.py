@@ -23,9 +23,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import distance_riemann, mean_riemann, tangent_space, untangent_space
-from ..geometry._backend import to_tensor
+from ..geometry._backend import batched, to_tensor
 from .._utils.device import resolve_device
-from ..transforms.covariance import batched
 from .._utils.checks import check_matrices
 
 _CONSTRAINTS = {

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..geometry import ESTIMATORS, covariances, mean_riemann, tangent_space
-from ..geometry._backend import to_tensor
+from ..geometry._backend import batched, to_tensor
 from .._utils.device import resolve_device
 from .._utils.checks import check_matrices, check_signal_info, check_signals
 
@@ -19,13 +19,6 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}; got {dtype!r}")
     return DTYPES[dtype]
-
-
-def batched(fn, X, batch_size: int | None):
-    """Apply ``fn`` to slices of ``X`` along axis 0 and stack, bounding GPU memory."""
-    if batch_size is None or len(X) <= batch_size:
-        return fn(X)
-    return torch.cat([fn(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
 
 
 class Covariances(BaseEstimator, TransformerMixin):
