@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -149,6 +150,15 @@ class FolderLock:
         return FolderLockedError(f"{self.folder} is in use by another run ({_describe(holder)}); wait for it to end, "
                                  f"or remove {self.path} if that run is gone", holder)
 
+    def _holder(self) -> dict:
+        # The holder writes its line just after it takes the lock: wait a moment for it to appear.
+        for _ in range(40):
+            holder = _read_lock(self.path)
+            if holder:
+                return holder
+            time.sleep(0.025)
+        return {}
+
     def acquire(self) -> "FolderLock":
         """Take the lock; raise :class:`FolderLockedError` if another run holds it."""
         import fcntl
@@ -159,7 +169,7 @@ class FolderLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise self._refused(_read_lock(self.path) or {}) from None
+                raise self._refused(self._holder()) from None
             try:
                 # The holder before us removes the file as it releases: a file opened just before
                 # that is no longer the lock, so open the path again.
