@@ -149,7 +149,7 @@ def _subjects(text: str) -> list:
 
 
 def _add_benchmark_parser(sub) -> None:
-    from .benchmark.planner import DEFAULT_DATASET, DEFAULT_N_SUBJECTS, EVALUATIONS
+    from .benchmark.planner import CALIBRATION_MODES, DEFAULT_DATASET, DEFAULT_N_SUBJECTS, EVALUATIONS
 
     bench = sub.add_parser(
         "benchmark", help="run the pipelines of a folder on datasets, fold by fold, and write a report",
@@ -171,7 +171,16 @@ def _add_benchmark_parser(sub) -> None:
     bench.add_argument("--subjects", type=_subjects, default=None,
                        help=f"e.g. 1-3,7 (default: the first {DEFAULT_N_SUBJECTS} subjects present; --full: all)")
     bench.add_argument("--pipelines", nargs="+", default=None, metavar="NAME", help="only these pipeline names")
-    bench.add_argument("--evaluation", choices=list(EVALUATIONS), default="within-session")
+    bench.add_argument("--evaluation", choices=list(EVALUATIONS), default="within-session",
+                       help="within-session, cross-session, cross-subject (leave one subject out) and pseudo-online "
+                            "as MOABB runs them; transfer: pretrained on the other subjects, calibrated on each of "
+                            "the held-out subject's within-session folds; learning-curve: the held-out subject's "
+                            "score against 0, 4, 8, 16 and 36 labelled calibration trials per class")
+    # Checked by run_benchmark, not by argparse choices, so that a wrong mode is one line (exit 2).
+    bench.add_argument("--calibration", default=None, metavar="MODE",
+                       help="cross-subject only: MOABB's cs_mode, how much of the held-out subject the pipelines "
+                            f"get as calibration: {', '.join(m.upper() for m in CALIBRATION_MODES)} (default "
+                            "TRAIN: none). Part of the result key")
     bench.add_argument("--out", default="benchmarks/results/benchmark", help="results folder")
     bench.add_argument("--n-jobs", type=int, default=1, help="folds in parallel (joblib processes)")
     bench.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -190,7 +199,8 @@ def _benchmark(args) -> int:
 
     config = BenchmarkConfig(pipelines_dir=args.pipelines_dir, datasets=args.datasets, subjects=args.subjects,
                              pipelines=args.pipelines, evaluation=args.evaluation, out=args.out,
-                             n_jobs=args.n_jobs, scheduler=args.scheduler, full=args.full, device=args.device)
+                             n_jobs=args.n_jobs, scheduler=args.scheduler, full=args.full, device=args.device,
+                             calibration=args.calibration)
     from .data.errors import NeurodecodeDataError
 
     try:

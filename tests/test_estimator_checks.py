@@ -133,6 +133,8 @@ CASES = [
     _case("neurodecode.transforms.alignment", "RiemannianRotation", {"metric": "riemann"}, "spd"),
     _case("neurodecode.transforms.alignment", "RunningAlignment", {"weighting": "exponential", "halflife": 10.0},
           "signals"),
+    # Recentring after its default Covariances step; min_trials so that a 15-trial fold aligns by its own trials.
+    _case("neurodecode.models.transfer", "TransferClassifier", {"alignment": "riemannian", "min_trials": 5}, "signals"),
     _case("neurodecode.models.riemann", "MDM", {"tol": 1e-7}, "spd"),
     _case("neurodecode.models.riemann", "FgMDM", {"tol": 1e-7}, "spd"),
     # One epoch of a small network on the CPU, without a validation split: seconds, and deterministic.

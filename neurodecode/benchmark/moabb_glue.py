@@ -21,9 +21,17 @@ import pandas as pd
 
 MOABB_VERSION = "1.7.2"
 
-#: MOABB evaluation class per CLI name (None: the pseudo-online evaluation, ours).
+#: MOABB evaluation class per CLI name (None: the pseudo-online evaluation, ours). ``transfer`` and
+#: ``learning-curve`` are ours too: they load every subject and take the held-out subject's folds
+#: from MOABB's within-session splitter (transfer) or split it themselves (learning curve).
 EVALUATION_CLASSES = {"within-session": "WithinSessionEvaluation", "cross-session": "CrossSessionEvaluation",
-                      "cross-subject": "CrossSubjectEvaluation", "pseudo-online": None}
+                      "cross-subject": "CrossSubjectEvaluation", "pseudo-online": None,
+                      "transfer": "WithinSessionEvaluation", "learning-curve": "WithinSessionEvaluation"}
+
+#: MOABB 1.7.2's ``CrossSubjectMode`` values (``cs_mode``), written out so the CLI can list them without
+#: importing MOABB; tests/benchmark/test_cross_subject.py checks them against MOABB's enum.
+CALIBRATION_MODES = ("train", "train_trialwise", "train_and_target_unlabeled_20p", "train_and_target_unlabeled_50p",
+                     "train_and_target_unlabeled_full", "train_and_target_labeled_20p", "train_and_target_labeled_50p")
 
 
 def paradigm_name(paradigm) -> str:
@@ -175,8 +183,14 @@ def quiet():
 
 
 def fold_tasks(evaluation: str, dataset, paradigm, subjects, estimators: Mapping, param_grid, scratch,
-               random_state: int):
+               random_state: int, calibration: str | None = None):
     """Load the subjects' data through the paradigm and list MOABB's (pipeline, fold) tasks.
+
+    ``calibration`` is a :data:`CALIBRATION_MODES` value, given to ``CrossSubjectEvaluation`` as its
+    ``cs_mode``: each task then carries MOABB's calibration slice of the held-out subject
+    (``calib_idx``, ``split_metadata``), which :func:`evaluate_fold` routes to the pipeline steps
+    that request ``X_target_unlabeled``/``X_target_labeled``/``y_target_labeled`` (and
+    ``subjects``), exactly as ``CrossSubjectEvaluation.process`` does.
 
     Returns
     -------
@@ -188,8 +202,13 @@ def fold_tasks(evaluation: str, dataset, paradigm, subjects, estimators: Mapping
     from joblib import parallel_config
 
     cls = getattr(moabb_evaluations, EVALUATION_CLASSES[evaluation])
+    extra = {}
+    if calibration is not None:
+        if EVALUATION_CLASSES[evaluation] != "CrossSubjectEvaluation":
+            raise ValueError(f"a calibration mode applies to the cross-subject evaluation only, not {evaluation}")
+        extra["cs_mode"] = calibration
     evaluator = cls(paradigm=paradigm, datasets=[dataset], random_state=random_state, n_jobs=1,
-                    hdf5_path=str(scratch / "moabb_results"), overwrite=True, error_score="raise")
+                    hdf5_path=str(scratch / "moabb_results"), overwrite=True, error_score="raise", **extra)
     process_pipeline = paradigm.make_process_pipelines(dataset)[0]
     # MOABB's own joblib calls must not follow a Dask backend to workers that lack the data.
     with parallel_config(backend="sequential"):
@@ -261,5 +280,5 @@ def moabb_offline_scores(pipelines: Mapping[str, object], dataset, subjects=None
     return scores
 
 
-__all__ = ["EVALUATION_CLASSES", "evaluate_fold", "fold_tasks", "make_paradigm", "moabb_offline_scores",
-           "paradigm_name", "quiet", "signal_info", "to_moabb_dataset"]
+__all__ = ["CALIBRATION_MODES", "EVALUATION_CLASSES", "evaluate_fold", "fold_tasks", "make_paradigm",
+           "moabb_offline_scores", "paradigm_name", "quiet", "signal_info", "to_moabb_dataset"]

@@ -15,11 +15,20 @@ from joblib import parallel_config
 
 from .._utils.env import temporary_environ
 from ..contract.signal import bind_signal
+from ..evaluation.learning_curve import DEFAULT_TRIALS_PER_CLASS
 from . import moabb_glue
-from .folds import score_fold, score_pseudo_online
+from .folds import score_fold, score_learning_curve, score_pseudo_online, score_transfer
 
-#: The evaluations, by CLI name (MOABB's three, and ours: pseudo-online).
+#: The evaluations, by CLI name (MOABB's three, and ours: pseudo-online, transfer, learning-curve).
 EVALUATIONS = tuple(moabb_glue.EVALUATION_CLASSES)
+#: The evaluations that train on other subjects than the one they test (at least 2 subjects; their rows
+#: are keyed by the data of every selected subject).
+ACROSS_SUBJECTS = ("cross-subject", "transfer", "learning-curve")
+#: MOABB's ``cs_mode`` values, for ``--calibration`` (cross-subject only; default "train").
+CALIBRATION_MODES = moabb_glue.CALIBRATION_MODES
+#: The learning curve: labelled calibration trials per class of the held-out subject (0: its pool
+#: unlabelled, recentring only), scored on a fixed stratified test part of it, over repeated splits.
+LEARNING_CURVE = {"trials_per_class": DEFAULT_TRIALS_PER_CLASS, "test_fraction": 0.25, "n_repeats": 3}
 #: What ``--datasets`` runs when not given.
 DEFAULT_DATASET = "eegmmidb"
 #: MOABB's benchmark() seeds every evaluation with this.
@@ -167,8 +176,8 @@ class _Planner:
         """
         evaluation = self.config.evaluation
         subjects = [int(s) for s in subjects]
-        if evaluation == "cross-subject" and len(subjects) < 2:
-            raise ValueError(f"--evaluation cross-subject holds out one subject at a time and needs at least 2 "
+        if evaluation in ACROSS_SUBJECTS and len(subjects) < 2:
+            raise ValueError(f"--evaluation {evaluation} holds out one subject at a time and needs at least 2 "
                              f"subjects; {ds.name}: only {subjects} selected")
         sessions = {}
         if evaluation in ("within-session", "cross-session"):
@@ -195,8 +204,8 @@ class _Planner:
             for subject in subjects:
                 if self._complete(ds, name, subject, counts):
                     continue
-                if evaluation == "pseudo-online":
-                    total += 1
+                if evaluation in ("pseudo-online", "transfer", "learning-curve"):
+                    total += 1  # one unit runs all of the subject's folds (or curve points)
                     continue
                 n_sessions = sessions.get(subject) or 1
                 expected = {"within-session": WITHIN_SESSION_FOLDS * n_sessions, "cross-session": n_sessions,
@@ -214,6 +223,8 @@ class _Planner:
             subjects = self.subjects[ds.name]
             if evaluation == "pseudo-online":
                 yield from self._pseudo_online(ds, pipes, subjects, counts)
+            elif evaluation in ("transfer", "learning-curve"):
+                yield from self._transfer(ds, pipes, subjects, counts)
             else:
                 yield from self._moabb(ds, pipes, subjects, counts)
 
@@ -237,7 +248,7 @@ class _Planner:
                 # Data load here, under the offline settings of this process.
                 X, y, metadata, tasks = moabb_glue.fold_tasks(
                     evaluation, dataset, paradigm, group, {n: p.pipeline for n, p in todo.items()}, param_grid,
-                    self.scratch, RANDOM_STATE)
+                    self.scratch, RANDOM_STATE, calibration=self.config.calibration)
                 # MOABB hands pipelines plain arrays: parameters left to the data (sfreq=None...) get the
                 # signal's own values, recorded when MOABB read the recordings.
                 info = moabb_glue.signal_info(dataset)
@@ -278,7 +289,50 @@ class _Planner:
             units.append(_Unit(name, subject, score_fold, (X, y, metadata, task),
                                {"evaluation": evaluation, "dataset_name": ds.name, "fold": fold,
                                 "n_folds": len(folds_of[(name, group_of(task))]),
-                                "n_subject_rows": subject_rows[(name, task["subject"])], "metric": metric}))
+                                "n_subject_rows": subject_rows[(name, task["subject"])], "metric": metric,
+                                "calibration": self.config.calibration or ""}))
+        self._planned(len(units))
+        yield from units
+
+    def _transfer(self, ds, pipes, subjects, counts):
+        """Transfer and learning-curve units: one per (pipeline, held-out subject), every subject loaded once.
+
+        The transfer folds of a held-out subject are MOABB's within-session folds of it (same splitter,
+        same seed), so its rows sit beside the within-session ones fold for fold.
+        """
+        evaluation = self.config.evaluation
+        todo = {n: p for n, p in pipes.items() if n not in self.failed}
+        pending = {n: [s for s in subjects if not self._complete(ds, n, s, counts)] for n in todo}
+        self.n_skipped += sum(counts.get((evaluation, ds.name, n, s), (0, 0))[0]
+                              for n in todo for s in subjects if s not in pending[n])
+        if not any(pending.values()):
+            return
+        with offline_moabb(self.scratch, ds), moabb_glue.quiet():
+            dataset = moabb_glue.to_moabb_dataset(ds, subjects)
+            paradigm = moabb_glue.make_paradigm(ds.paradigm)
+            metric = paradigm.scoring if isinstance(paradigm.scoring, str) else "accuracy"
+            first = next(iter(todo.values()))
+            X, y, metadata, tasks = moabb_glue.fold_tasks(
+                "within-session", dataset, paradigm, list(subjects), {first.name: first.pipeline}, None,
+                self.scratch, RANDOM_STATE)
+            info = moabb_glue.signal_info(dataset)
+        folds = {}
+        for task in tasks:  # one pipeline's tasks: one entry per (subject, session, fold)
+            folds.setdefault(int(task["subject"]), []).append((task["train_idx"], task["test_idx"]))
+        subject_of = metadata["subject"].to_numpy()
+        sessions = metadata["session"].astype(str).to_numpy()
+        units = []
+        for name, pipe in todo.items():
+            estimator = bind_signal(pipe.pipeline, info)
+            for subject in pending[name]:
+                common = {"dataset_name": ds.name, "metric": metric}
+                if evaluation == "transfer":
+                    units.append(_Unit(name, subject, score_transfer,
+                                       (estimator, name, X, y, subject_of, sessions, subject, folds[subject]),
+                                       common))
+                else:
+                    units.append(_Unit(name, subject, score_learning_curve,
+                                       (estimator, name, X, y, subject_of, subject), {**common, **LEARNING_CURVE}))
         self._planned(len(units))
         yield from units
 

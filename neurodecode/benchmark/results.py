@@ -43,6 +43,10 @@ from .._utils.files import write_atomically
 
 #: Columns that identify one result (one fold of one pipeline on one subject's session); every row has them.
 KEY = ("evaluation", "dataset", "pipeline", "subject", "session", "fold")
+#: Optional key column: the calibration a row was computed with (the cross-subject ``cs_mode``, or a
+#: learning-curve point, ``"8 per class"``); "" where absent. Rows of one calibration are never served
+#: for another.
+CALIBRATION = "calibration"
 #: Columns that say what computed a row: the pipeline's parameter hash, the package version and the
 #: data fingerprint. Part of the key, so an edited pipeline gets new rows instead of reusing old
 #: ones; optional (rows written before they existed read as "").
@@ -54,9 +58,16 @@ class CorruptResultsError(ValueError):
 
 
 def row_key(row) -> tuple:
-    """The key of a result row: :data:`KEY` (subject and fold as int, the rest as str), then :data:`CONTENT_KEY`."""
+    """The key of a result row: :data:`KEY` (subject and fold as int, the rest as str), :data:`CALIBRATION`,
+    then :data:`CONTENT_KEY`."""
     return (str(row["evaluation"]), str(row["dataset"]), str(row["pipeline"]), int(row["subject"]),
-            str(row["session"]), int(row["fold"]), *content_key(row))
+            str(row["session"]), int(row["fold"]), calibration_of(row), *content_key(row))
+
+
+def calibration_of(row) -> str:
+    """A row's :data:`CALIBRATION` as str ("" where absent, None or NaN)."""
+    value = row.get(CALIBRATION)
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def content_key(row) -> tuple:
@@ -233,7 +244,7 @@ class ResultStore:
 def latest_version(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of one version per pipeline: the version written last, so a report never mixes them.
 
-    For each (evaluation, dataset, pipeline), keep the rows whose pipeline hash and package
+    For each (evaluation, calibration, dataset, pipeline), keep the rows whose pipeline hash and package
     version are those of its last row in file order; then, per subject, those whose data key
     is that of the subject's last row. Rows without these columns (older files) form one version.
 
@@ -252,7 +263,9 @@ def latest_version(frame: pd.DataFrame) -> pd.DataFrame:
     keys = pd.DataFrame({k: frame[k].fillna("").astype(str) if k in frame.columns else "" for k in CONTENT_KEY},
                         index=frame.index)
     version = keys["pipeline_hash"] + "|" + keys["neurodecode_version"]
-    group = [frame[c] for c in ("evaluation", "dataset", "pipeline")]
+    calibration = (frame[CALIBRATION].fillna("").astype(str) if CALIBRATION in frame.columns
+                   else pd.Series("", index=frame.index))
+    group = [frame["evaluation"], calibration, *(frame[c] for c in ("dataset", "pipeline"))]
     keep = version.eq(version.groupby(group).transform("last"))
     data = keys["data_key"].where(keep)
     last_data = data.groupby([*group, frame["subject"]]).transform("last")
@@ -260,5 +273,5 @@ def latest_version(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[keep]
 
 
-__all__ = ["CONTENT_KEY", "KEY", "CorruptResultsError", "ResultStore", "atomic_write_text", "content_key",
-           "latest_version", "row_key"]
+__all__ = ["CALIBRATION", "CONTENT_KEY", "KEY", "CorruptResultsError", "ResultStore", "atomic_write_text",
+           "calibration_of", "content_key", "latest_version", "row_key"]

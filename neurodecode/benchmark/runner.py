@@ -43,8 +43,9 @@ from tqdm.auto import tqdm
 from ..contract.pipeline_files import declared_names, load_pipelines, on_device
 from . import moabb_glue
 from .folds import _guarded
-from .planner import DEFAULT_DATASET, EVALUATIONS, _Planner, _select_subjects, resolve_datasets
-from .results import ResultStore, row_key
+from .planner import (ACROSS_SUBJECTS, CALIBRATION_MODES, DEFAULT_DATASET, EVALUATIONS, LEARNING_CURVE, _Planner,
+                      _select_subjects, resolve_datasets)
+from .results import ResultStore, calibration_of, row_key
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -78,6 +79,10 @@ class BenchmarkConfig:
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when torch sees it): set on every ``device``
         parameter of the pipelines (deep networks, the GPU geometry), so that their folds run
         there; part of the result key. None: each pipeline as its file says.
+    calibration : str or None
+        Cross-subject only: MOABB's ``cs_mode`` (a :data:`CALIBRATION_MODES` value, case ignored):
+        how much of the held-out subject is routed to the pipelines as calibration, with or without
+        labels. Part of the result key. None: ``"train"`` (no calibration) for cross-subject.
     """
 
     pipelines_dir: str = "pipelines"
@@ -90,6 +95,7 @@ class BenchmarkConfig:
     scheduler: str | None = None
     full: bool = False
     device: str | None = None
+    calibration: str | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -102,7 +108,8 @@ def _first_line(message) -> str:
 
 
 def _describe(config, datasets, pipelines, subjects, failures, stream):
-    lines = [f"neurodecode benchmark: evaluation {config.evaluation}, results in {config.out}",
+    how = f" (calibration {config.calibration.upper()})" if config.calibration else ""
+    lines = [f"neurodecode benchmark: evaluation {config.evaluation}{how}, results in {config.out}",
              f"  pipelines from {config.pipelines_dir}:"]
     for ds in datasets:
         kind = moabb_glue.paradigm_name(ds.paradigm)
@@ -130,11 +137,32 @@ def _check_out(out: Path) -> None:
                          f"({err.strerror or type(err).__name__}{where})") from None
 
 
+def check_calibration(evaluation: str, calibration):
+    """The calibration mode a run uses (None outside cross-subject), or ValueError for a wrong one.
+
+    Returns
+    -------
+    mode : str or None
+        A :data:`CALIBRATION_MODES` value for cross-subject (default ``"train"``), else None.
+    """
+    if calibration is None:
+        return "train" if evaluation == "cross-subject" else None
+    if evaluation != "cross-subject":
+        raise ValueError(f"--calibration applies to --evaluation cross-subject only (MOABB's cs_mode), not to "
+                         f"{evaluation}")
+    mode = str(calibration).strip().lower()
+    if mode not in CALIBRATION_MODES:
+        raise ValueError(f"unknown calibration mode {calibration!r}; choose one of "
+                         f"{', '.join(m.upper() for m in CALIBRATION_MODES)}")
+    return mode
+
+
 def _data_keys(ds, subjects, evaluation) -> dict:
     """The data fingerprint each subject's rows are keyed by ("" when the dataset has none).
 
-    A subject's folds depend on its own recordings, except cross-subject folds, which are
-    trained on every selected subject: those rows are keyed by all of them.
+    A subject's folds depend on its own recordings, except those of the evaluations that train on
+    other subjects (cross-subject, transfer, learning-curve): those rows are keyed by every selected
+    subject.
     """
     import inspect
 
@@ -148,7 +176,7 @@ def _data_keys(ds, subjects, evaluation) -> dict:
     if not takes_subjects:
         key = str(fingerprint())
         return {s: key for s in subjects}
-    if evaluation == "cross-subject":
+    if evaluation in ACROSS_SUBJECTS:
         key = str(fingerprint(list(subjects)))
         return {s: key for s in subjects}
     return {s: str(fingerprint([s])) for s in subjects}
@@ -193,6 +221,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, stream=None
     stream = stream or sys.stdout
     if config.evaluation not in EVALUATIONS:
         raise ValueError(f"unknown evaluation {config.evaluation!r}; choose one of {list(EVALUATIONS)}")
+    from dataclasses import replace
+
+    config = replace(config, calibration=check_calibration(config.evaluation, config.calibration))
     out = Path(config.out)
     _check_out(out)
     store = ResultStore(out)
@@ -212,8 +243,14 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, stream=None
     current = {(ds.name, p.name, s): (p.hash, version, data_keys[ds.name][s])
                for ds in datasets for p in pipelines[ds.name] for s in subjects[ds.name]}
 
+    if config.evaluation == "learning-curve":
+        calibrations = {f"{n} per class" for n in LEARNING_CURVE["trials_per_class"]}
+    else:
+        calibrations = {config.calibration or ""}
+
     def is_current(row) -> bool:
-        return (str(row["evaluation"]) == config.evaluation
+        # A row of another calibration mode (or learning-curve point) is another result: never served here.
+        return (str(row["evaluation"]) == config.evaluation and calibration_of(row) in calibrations
                 and current.get((str(row["dataset"]), str(row["pipeline"]), int(row["subject"]))) == content_key(row))
 
     def stamped(row) -> dict:
@@ -271,7 +308,8 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = True, stream=None
                 else f"{failure['pipeline']} (subject {failure['subject']})")
         print(f"  FAILED {what}: {failure['error']}", file=stream)
     if not results.empty:
-        summary = results.groupby(["dataset", "pipeline"])["score"].agg(["mean", "std", "count"])
+        by = ["dataset", "pipeline"] + (["trials_per_class"] if "trials_per_class" in results.columns else [])
+        summary = results.groupby(by)["score"].agg(["mean", "std", "count"])
         print(summary.round(3).to_string(), file=stream, flush=True)
     results.attrs.update({"failed": failed, "load_failures": load_failures, "failures": failures,
                           "written": n_written, "skipped": planner.n_skipped, "seconds": elapsed})

@@ -91,11 +91,19 @@ _MAX_MEMBER_BYTES = 2 << 30
 #: member; their ``__setstate__`` (TorchEstimator's) builds a network only from the pickled weights
 #: form, which skops cannot produce, and keeps that name otherwise. :func:`load_model` then builds
 #: the network from its allowlisted config and loads the safetensors weights.
+#: ``neurodecode.models.transfer.TransferClassifier`` (reviewed for the transfer pipelines): parameters
+#: ``estimator`` (an unfitted estimator of these types, or None), strings, numbers and None; fitted
+#: state ``estimator_`` (a fitted estimator of these types; a torch step in it is stored as a network
+#: member, as in a Pipeline), ``alignment_`` (a trusted alignment transformer or None),
+#: ``source_reference_``/``target_reference_`` (numpy matrices or None), ``classes_``, ``groups_`` (a list
+#: of plain labels), ``calibration_`` (a string or None), ``n_calibration_``, ``n_channels_``, ``sfreq_``,
+#: ``ch_names_``; it defines no ``__getstate__``, ``__setstate__`` or ``__reduce__`` beyond BaseEstimator's.
 TRUSTED_TYPES = (
     "neurodecode.models.deep.DeepClassifier",
     "neurodecode.models.foundation.classifier.FoundationClassifier",
     "neurodecode.models.riemann.FgMDM",
     "neurodecode.models.riemann.MDM",
+    "neurodecode.models.transfer.TransferClassifier",
     "neurodecode.transforms.alignment.EuclideanAlignment",
     "neurodecode.transforms.alignment.RiemannianRecentering",
     "neurodecode.transforms.alignment.RiemannianRotation",
@@ -243,6 +251,13 @@ def _untrusted(model_bytes: bytes) -> list:
     return sorted(set(sio.get_untrusted_types(data=model_bytes)) - set(TRUSTED_TYPES))
 
 
+def _meta_estimators() -> tuple:
+    """The reviewed meta-estimators whose fitted ``estimator_`` may hold torch steps (walked like a Pipeline)."""
+    from ..models.transfer import TransferClassifier
+
+    return (TransferClassifier,)
+
+
 def _torch_steps(estimator) -> list:
     """The torch-backed steps of an estimator: itself, or the steps of its Pipeline (nested Pipelines too)."""
     from sklearn.pipeline import Pipeline
@@ -253,6 +268,8 @@ def _torch_steps(estimator) -> list:
         return [estimator]
     if isinstance(estimator, Pipeline):
         return [found for _, step in estimator.steps for found in _torch_steps(step)]
+    if isinstance(estimator, _meta_estimators()):
+        return _torch_steps(getattr(estimator, "estimator_", None))
     return []
 
 
@@ -305,6 +322,13 @@ def _detach_networks(estimator, what: str, path):
         if isinstance(obj, Pipeline):
             twin = _shallow(obj)
             twin.steps = [(name, detach(step, networks)) for name, step in obj.steps]
+            return twin
+        if isinstance(obj, _meta_estimators()):
+            if not hasattr(obj, "estimator_"):  # unfitted (check_storable): its estimator's refusals only
+                detach(obj.estimator, [])
+                return obj
+            twin = _shallow(obj)
+            twin.estimator_ = detach(obj.estimator_, networks)
             return twin
         return obj
 

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from .._utils.plot_text import literal
-from ..benchmark.planner import PSEUDO_ONLINE, RANDOM_STATE, WITHIN_SESSION_FOLDS
-from ..benchmark.results import latest_version
+from ..benchmark.planner import LEARNING_CURVE, PSEUDO_ONLINE, RANDOM_STATE, WITHIN_SESSION_FOLDS
+from ..benchmark.results import CALIBRATION, latest_version
 from ..benchmark.runner import load_results, session_scores
 
 #: Columns of ``failures.csv`` (one row per pipeline file that failed to load or pipeline that failed).
@@ -44,7 +44,22 @@ FOLD_SPLITS = {
     "cross-session": ("per subject, leave one session out (MOABB's CrossSessionEvaluation); trained on the "
                       "subject's other sessions, tested on the held-out one"),
     "cross-subject": ("leave one subject out (MOABB's CrossSubjectEvaluation); trained on every other selected "
-                      "subject, tested on the held-out subject's sessions"),
+                      "subject, tested on the held-out subject's sessions; with a calibration mode (MOABB's "
+                      "cs_mode, shown in brackets) the first 20 % or 50 % of each of the held-out subject's "
+                      "sessions, in recording order, is given to the pipeline as calibration (with or without "
+                      "its labels, as the mode says) and the rest is tested (FULL: every trial, unlabelled, "
+                      "is both calibration and test)"),
+    "transfer": (f"pretrained once on every other selected subject, then, for each of the held-out subject's "
+                 f"within-session folds (MOABB's stratified {WITHIN_SESSION_FOLDS}-fold splitter, "
+                 f"random_state={RANDOM_STATE}: the same folds as within-session), calibrated on the fold's "
+                 "training trials with their labels and tested on its test trials (the row's route says how: "
+                 "calibrate, a refit with the routed trials, or none when the pipeline cannot calibrate)"),
+    "learning-curve": (f"pretrained once on every other selected subject; the held-out subject's trials split "
+                       f"into a fixed stratified test part ({LEARNING_CURVE['test_fraction']:.0%} of each class) "
+                       f"and a calibration pool, {LEARNING_CURVE['n_repeats']} random splits; each point "
+                       "calibrates on that many pool trials per class with their labels (nested: a point holds "
+                       "the previous one's trials), the 0 point on the whole pool without labels (recentring "
+                       "only); points beyond the pool are left out"),
     "pseudo-online": (f"per subject, leave one run out over sliding windows ({PSEUDO_ONLINE['window_s']:g} s "
                       f"every {PSEUDO_ONLINE['step_s']:g} s; trained on every {PSEUDO_ONLINE['train_every']}th "
                       "training window, tested on every window of the held-out run)"),
@@ -113,7 +128,8 @@ def _how_html(results: pd.DataFrame, chance: pd.DataFrame) -> str:
     for evaluation, part in results.groupby("evaluation", sort=True):
         folds = sorted(part["n_folds"].dropna().astype(int).unique()) if "n_folds" in part.columns else []
         counted = f" ({', '.join(map(str, folds))} fold(s) per split in these results)" if folds else ""
-        split = FOLD_SPLITS.get(evaluation, "not described: an evaluation this version does not know")
+        base = str(evaluation).split(" [", 1)[0]
+        split = FOLD_SPLITS.get(base, "not described: an evaluation this version does not know")
         items.append(f"<li><b>{html.escape(str(evaluation))}</b>: {html.escape(split)}{counted}</li>")
     table = chance.assign(chance=chance["chance"].map(lambda v: "unknown" if pd.isna(v) else f"{v:.3f}"))
     table = table.rename(columns={"chance": "chance level", "computed_as": "computed as"})
@@ -152,7 +168,84 @@ def _frame(results, allow_empty: bool = False) -> pd.DataFrame:
         results = results.assign(evaluation="within-session")
     # One version per pipeline: rows of an edited pipeline (another pipeline_hash) stay in the
     # results file but must not be averaged with the new ones.
-    return latest_version(results)
+    return with_calibration_label(latest_version(results))
+
+
+def with_calibration_label(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose evaluation names their calibration too (``"cross-subject [calibration: train]"``).
+
+    Every table and plot groups by evaluation: folding the calibration mode (or the learning
+    curve's point) into it keeps rows of different calibrations from ever being averaged together.
+    The bare evaluation stays in ``evaluation_base``.
+    """
+    results = results.assign(evaluation_base=results["evaluation"].astype(str))
+    if CALIBRATION not in results.columns:
+        return results
+    calibration = results[CALIBRATION].fillna("").astype(str)
+    labelled = results["evaluation_base"] + " [calibration: " + calibration + "]"
+    return results.assign(evaluation=results["evaluation_base"].where(calibration.eq(""), labelled))
+
+
+def learning_curve_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Learning-curve rows as mean and std over subjects of each (dataset, pipeline, trials per class).
+
+    A subject's score at a point is the mean of its repeats. Empty when there are no learning-curve rows.
+
+    Returns
+    -------
+    table : DataFrame
+        Index (dataset, pipeline, trials_per_class); columns ``mean``, ``std``, ``subjects``, ``metric``.
+    """
+    base = results.get("evaluation_base", results["evaluation"])
+    rows = results[base.eq("learning-curve")]
+    if rows.empty or "trials_per_class" not in rows.columns:
+        return pd.DataFrame(columns=["mean", "std", "subjects", "metric"])
+    per_subject = rows.groupby(["dataset", "pipeline", "trials_per_class", "subject"]).agg(
+        score=("score", "mean"), metric=("metric", "first"))
+    grouped = per_subject.groupby(level=["dataset", "pipeline", "trials_per_class"])
+    return pd.DataFrame({"mean": grouped["score"].mean(), "std": grouped["score"].std(ddof=1),
+                         "subjects": grouped["score"].count(), "metric": grouped["metric"].first()})
+
+
+def _learning_curve_plot(table: pd.DataFrame, chance: pd.DataFrame, path) -> None:
+    import matplotlib.pyplot as plt
+
+    datasets = table.index.get_level_values("dataset").unique()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        block = table.xs(dataset, level="dataset")
+        for pipeline, part in block.groupby(level="pipeline"):
+            points = part.index.get_level_values("trials_per_class").to_numpy()
+            ax.errorbar(points, part["mean"], yerr=part["std"].fillna(0.0), marker="o", capsize=3,
+                        label=literal(pipeline))
+        level = chance[(chance["dataset"] == dataset) & chance["evaluation"].str.startswith("learning-curve")]
+        known = level["chance"].dropna().unique()
+        if len(known) == 1:
+            ax.axhline(known[0], color="k", ls="--", lw=1, label=f"chance ({known[0]:.2f})")
+        metric = ", ".join(sorted(block["metric"].dropna().unique()))
+        ax.set_xlabel("labelled calibration trials per class of the held-out subject (0: unlabelled, recentring)")
+        ax.set_ylabel(f"{metric} on the held-out subject's test part (mean ± std over subjects)")
+        ax.set_title(literal(f"{dataset}: calibration learning curve"))
+        ax.set_xticks(sorted(block.index.get_level_values("trials_per_class").unique()))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _learning_curve_html(results: pd.DataFrame, table: pd.DataFrame) -> str:
+    base = results.get("evaluation_base", results["evaluation"])
+    rows = results[base.eq("learning-curve")]
+    left_out = sorted({int(n) for v in rows.get("points_left_out", pd.Series(dtype=object)).dropna()
+                       for n in (v if isinstance(v, list) else [])})
+    pool = rows["n_pool_per_class"].min() if "n_pool_per_class" in rows.columns else None
+    note = (f" Left out (the held-out subject's calibration pool holds only {int(pool)} trial(s) of its smallest "
+            f"class): {', '.join(map(str, left_out))} trials per class." if left_out and pool is not None else "")
+    shown = table.reset_index().pivot_table(index=["dataset", "pipeline"], columns="trials_per_class",
+                                            values="mean")
+    return ("<h2>Calibration learning curve</h2><p>" + html.escape(FOLD_SPLITS["learning-curve"]) + "."
+            + html.escape(note) + " The dashed line is chance.</p>"
+            '<img src="learning_curve.png" alt="learning curve">'
+            "<p>Mean over subjects, by labelled calibration trials per class:</p>" + _html_table(shown))
 
 
 def failure_table(failures) -> pd.DataFrame:
@@ -348,7 +441,8 @@ def write_report(results, out, failures=None) -> Path:
         when there are results, ``scores.png``, ``ranking.png``, with two or more pipelines
         and subjects ``significance.png`` and ``meta_analysis.png``, and the CSV files
         ``datasets.csv``, ``subjects.csv``, ``ranking.csv``, ``statistics.csv`` and
-        ``chance.csv`` (:func:`chance_levels`).
+        ``chance.csv`` (:func:`chance_levels`); with learning-curve rows, ``learning_curve.png`` and
+        ``learning_curve.csv`` (:func:`learning_curve_table`).
 
     Raises
     ------
@@ -385,6 +479,13 @@ def write_report(results, out, failures=None) -> Path:
     _score_plot(sessions, out / "scores.png", chance)
     _ranking_plot(ranks, out / "ranking.png")
     figures = {"scores": "scores.png", "ranking": "ranking.png"}
+    curve = learning_curve_table(results)
+    curve_html = ""
+    if not curve.empty:
+        curve.to_csv(out / "learning_curve.csv")
+        _learning_curve_plot(curve, chance, out / "learning_curve.png")
+        figures["learning_curve"] = "learning_curve.png"
+        curve_html = _learning_curve_html(results, curve)
     stats = statistics(sessions)
     stats_html = "<p>Statistics need at least two pipelines and two subjects.</p>"
     if stats is not None:
@@ -407,6 +508,7 @@ Scores are fold means per subject and session, as MOABB reports them.{failed_not
 {_failures_html(failed)}
 {_how_html(results, chance)}
 <h2>Per dataset</h2>{_html_table(datasets)}
+{curve_html}
 <h2>Scores</h2><img src="{figures['scores']}" alt="score plot">
 <h2>Pipeline ranking</h2><img src="{figures['ranking']}" alt="ranking plot">{_html_table(ranks, 2)}
 <h2>Statistics (MOABB meta-analysis)</h2>{stats_html}
@@ -431,5 +533,6 @@ table.f td,table.f th{{text-align:left}}</style>
     return index
 
 
-__all__ = ["FAILURE_COLUMNS", "FOLD_SPLITS", "chance_levels", "dataset_table", "failure_table", "pipeline_ranks",
-           "statistics", "subject_table", "write_report"]
+__all__ = ["FAILURE_COLUMNS", "FOLD_SPLITS", "chance_levels", "dataset_table", "failure_table",
+           "learning_curve_table", "pipeline_ranks", "statistics", "subject_table", "with_calibration_label",
+           "write_report"]

@@ -10,13 +10,14 @@ from neurodecode.contract import load_model
 from neurodecode.contract.pipeline_files import load_pipelines
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
-DEEP = {"EEGNet", "FBCNet", "ShallowFBCSPNet", "FOUNDATION"}
-NAMES = sorted(p.stem for p in PIPELINES.iterdir() if p.suffix in (".yml", ".py"))
+DEEP = {"EEGNet", "FBCNet", "ShallowFBCSPNet", "FOUNDATION", "EEGNet_EA", "FBCNet_EA"}
+FILES = {p.stem: p.name for p in PIPELINES.iterdir() if p.suffix in (".yml", ".py")}
+NAMES = sorted(FILES)
 
 
 def test_the_list_is_every_pipeline_file():
     # A pipeline file added later is trained and saved here too (the parametrisation reads the folder).
-    assert len(NAMES) == 10 and DEEP <= set(NAMES)
+    assert len(NAMES) == 14 and DEEP <= set(NAMES) and {"RCT_TS_LR", "RCT_FGMDM"} <= set(NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_pipeline_trains_saves_and_loads_predicting_the_same(stem, tmp_path, mon
     from neurodecode.batch import train_model
 
     monkeypatch.setenv("NEURODECODE_DEEP_EPOCHS", "1")  # read when the .py pipeline files are loaded
-    specs, failures = load_pipelines(PIPELINES / f"{stem}{'.py' if stem in DEEP else '.yml'}")
+    specs, failures = load_pipelines(PIPELINES / FILES[stem])
     assert not failures and len(specs) == 1
     path = tmp_path / f"{stem}.ndm"
     fitted, card = train_model(specs[0], "eegmmidb", subjects=[1, 2], cv=2, out=path)
