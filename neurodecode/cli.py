@@ -294,6 +294,11 @@ def _batch(args) -> int:
         shown = summary.drop(columns=["reason", "model_name", "model_sha256"]).round({"accuracy": 3}).astype(object)
         print(f"model: {summary.attrs['model_name']} (sha256 {summary.attrs['model_sha256']})")
         print(shown.where(shown.notna(), "-").to_string(index=False))
+        counts = summary[[c for c in summary.columns if c.startswith("n_") and c not in ("n_windows", "n_annotated")]]
+        single = int(((counts > 0).sum(axis=1) == 1).where(summary["status"] != "failed", False).sum())
+        if single:
+            print(f"note: {single} recording(s) had every window predicted as one class: read their accuracy "
+                  "against chance (the report shows balanced accuracy and chance levels)")
         if not args.no_report:
             try:
                 print(f"report: {write_report(args.out)}")

@@ -280,3 +280,13 @@ def test_positions_without_a_map_leave_a_note_not_a_crash(hostile_batch):
     assert "the stored channel positions give no scalp map" in page
     assert not list((out / "report" / "figures").glob(f"{rec_id}_map_*.png"))
     assert list((out / "report" / "figures").glob(f"{rec_id}_timeline_*.png"))
+
+
+def test_the_command_line_summary_notes_single_class_recordings(hostile_batch, tmp_path, capsys):
+    from neurodecode.cli import main
+
+    out, _, _, _ = hostile_batch
+    code = main(["batch", str(out.parent / "in"), "--model", str(out.parent / "hostile.ndm"), "--out",
+                 str(tmp_path / "again"), "--ids", "name", "--step", "0.25", "--no-report", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code in (0, 1) and "note: 1 recording(s) had every window predicted as one class" in printed
