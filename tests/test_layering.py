@@ -107,21 +107,17 @@ def test_every_import_points_to_an_earlier_stage():
     assert _violations() == []
 
 
-def test_the_check_catches_a_backward_import(tmp_path, monkeypatch):
-    # The rule must be able to fail: a data module importing the benchmark is reported.
+@pytest.mark.parametrize("stage, source, expected", [
+    ("data", "def f():\n    from ..benchmark import runner\n", "a later stage"),  # imports in functions count
+    ("batch", "from ..online import lsl\n", "another application"),
+], ids=["backward", "application"])
+def test_the_check_can_fail(tmp_path, monkeypatch, stage, source, expected):
+    # The rules must be able to fail: a data module importing the benchmark, batch importing online.
     fake = tmp_path / "neurodecode"
-    (fake / "data").mkdir(parents=True)
-    (fake / "data" / "bad.py").write_text("def f():\n    from ..benchmark import runner\n")
+    (fake / stage).mkdir(parents=True)
+    (fake / stage / "bad.py").write_text(source)
     monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
-    assert [v for v in _violations() if "bad.py" in v]
-
-
-def test_the_check_catches_an_application_importing_another(tmp_path, monkeypatch):
-    fake = tmp_path / "neurodecode"
-    (fake / "batch").mkdir(parents=True)
-    (fake / "batch" / "bad.py").write_text("from ..online import lsl\n")
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
-    assert [v for v in _violations() if "another application" in v]
+    assert [v for v in _violations() if "bad.py" in v and expected in v]
 
 
 DATASET_NAMES = re.compile(r"eegmmidb|kalunga|muse|haxby|abide|digit69|mnist|physionet|eegbci", re.IGNORECASE)
