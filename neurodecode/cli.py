@@ -452,6 +452,8 @@ def _predict_summary(table, card) -> str:
         if len(cue):
             parts.append(f"{len(cue)} cue windows, {float((cue['predicted'] == cue['true']).mean()):.2f} agree with "
                          "the annotations")
+    if table.attrs.get("recentred"):
+        parts.append(f"recentred without labels on {table.attrs['recentred']} windows of this recording")
     match = table.attrs.get("match", {})
     if match.get("resampled_from"):
         parts.append(f"resampled from {match['resampled_from']:g} Hz")
@@ -498,12 +500,15 @@ def _predict(args) -> int:
         except OSError as err:
             print(f"{where} cannot use the output folder {out}: {err.strerror or err}", file=sys.stderr)
             return 2
+        from .batch.calibrate import recentres
+
         failed = 0
+        recentre = recentres(model)  # as batch does: a transfer model is recentred on each recording, without labels
         for rec in args.recordings:
             name = Path(rec).name
             try:
                 table = predict_recording(model, card, rec, step_s=args.step,
-                                          resample=True if args.resample else None)
+                                          resample=True if args.resample else None, recentre=recentre)
             except Exception as err:  # noqa: BLE001 - one bad recording must not stop the others
                 failed += 1
                 message = _one_line(err)
@@ -521,6 +526,70 @@ def _predict(args) -> int:
     if failed:
         print(f"neurodecode predict: {failed} of {len(args.recordings)} recording(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
+def _add_calibrate_parser(sub) -> None:
+    from .batch.calibrate import DEFAULT_HOLDOUT
+
+    cal = sub.add_parser(
+        "calibrate", help="adapt a transfer model to a new person from a calibration run; before/after on held-out "
+                          "trials",
+        description="Loads MODEL (the full trust check; refused unless it was trained with a transfer pipeline, "
+                    "e.g. pipelines/RCT_TS_LR.py or FBCNet_EA.py), reads each RECORDING through the model's channel "
+                    "and rate contract, cuts the cue-locked trials (the card's window and classes, from the "
+                    "annotations naming them; map other names with --events), splits them in time order into a "
+                    "calibration part and a held-out part (the last --holdout share), calibrates the model on the "
+                    "first part (fine-tuning a network with the cues; a classical pipeline is recentred), or with "
+                    "--unlabelled recentres it on every trial without labels, and prints balanced accuracy and "
+                    "ROC-AUC (two classes) on the held-out part before and after, with chance. Writes OUT (its card "
+                    "records the calibration) and OUT.calibration.png (the before/after figure). Exit status: 0 "
+                    "written, 1 the calibration itself failed, 2 a usage mistake (a model that is not a transfer "
+                    "model, a recording that does not match, an OUT that cannot be written).")
+    cal.add_argument("model", metavar="MODEL", help="model file (.ndm) trained with a transfer pipeline")
+    cal.add_argument("recordings", nargs="+", metavar="RECORDING", help="the new person's calibration recording(s)")
+    cal.add_argument("--out", required=True, metavar="NEW", help="calibrated model file to write (.ndm)")
+    cal.add_argument("--unlabelled", action="store_true",
+                     help="use no label: recentre on every trial's signal (the held-out part is still the one scored)")
+    cal.add_argument("--holdout", type=_fraction, default=DEFAULT_HOLDOUT, metavar="FRACTION",
+                     help=f"share of the trials, the last in time, held out for scoring (default: {DEFAULT_HOLDOUT})")
+    cal.add_argument("--events", type=_events, default=None, metavar="OLD=CLASS,...",
+                     help="rename annotations to the model's classes, e.g. T1=left_hand,T2=right_hand")
+    cal.add_argument("--resample", action="store_true",
+                     help="resample recordings at another rate to the model's (default: as the model card says)")
+
+
+def _calibrate(args) -> int:
+    from .batch.calibrate import calibrate_model, calibration_lines, figure_path
+    from .data.errors import NeurodecodeDataError
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # libraries' deprecation notes on import would break the one-line output
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _, card = calibrate_model(args.model, args.recordings, args.out, unlabelled=args.unlabelled,
+                                      holdout=args.holdout, events=args.events,
+                                      resample=True if args.resample else None)
+    except (ValueError, NeurodecodeDataError) as err:
+        print(f"neurodecode calibrate: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - the model itself failed: one line, no traceback
+        print(f"neurodecode calibrate: calibration failed: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+        return 1
+    print("\n".join(calibration_lines(card)))
+    print(f"model: {args.out}  figure: {figure_path(args.out)}")
+    return 0
 
 
 def _add_online_parser(sub) -> None:
@@ -644,6 +713,7 @@ def main(argv=None) -> int:
     _add_train_parser(sub)
     _add_predict_parser(sub)
     _add_batch_parser(sub)
+    _add_calibrate_parser(sub)
     _add_online_parser(sub)
     try:
         args = parser.parse_args(argv)
@@ -667,6 +737,8 @@ def main(argv=None) -> int:
         return _predict(args)
     if args.command == "batch":
         return _batch(args)
+    if args.command == "calibrate":
+        return _calibrate(args)
     if args.command == "online":
         return _online(args)
     return 2

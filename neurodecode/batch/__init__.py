@@ -10,6 +10,7 @@ loads neither skops nor mne until they are needed.
 from .._utils.lazy import lazy_exports
 
 _EXPORTS = {
+    "calibrate_model": "calibrate",
     "predict_recording": "predict",
     "train_model": "train",
 }

@@ -65,7 +65,7 @@ def _class_names(model, card: ModelCard) -> list:
 
 
 def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | None = None,
-                      resample: bool | None = None) -> pd.DataFrame:
+                      resample: bool | None = None, recentre: bool = False) -> pd.DataFrame:
     """One prediction per sliding window of a continuous recording.
 
     The recording goes through what the training trials went through: the card's channels and
@@ -87,6 +87,13 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
         of the trial window (0.75 s for 3 s trials), so that every instant is seen by four windows.
     resample : bool or None
         See :func:`match_recording`.
+    recentre : bool
+        When ``model`` is a transfer model with alignment
+        (:func:`~neurodecode.batch.calibrate.transfer_step`), predict with a copy recentred
+        without labels on this recording's own non-overlapping windows of the trial's length
+        from its first sample (every sample once; :func:`~neurodecode.batch.calibrate.recentred_copy`),
+        so that every window is aligned by the one reference of the whole recording. Other
+        models: ignored.
 
     Returns
     -------
@@ -97,7 +104,8 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
         card's classes, ``true`` (the class of the cue whose trial interval ``[onset + tmin,
         onset + tmax]`` covers at least half of the window, else empty) and ``overlap`` (that
         fraction; 1.0 is a window exactly where a training trial was cut). ``attrs["match"]``
-        holds :func:`match_recording`'s report.
+        holds :func:`match_recording`'s report; ``attrs["recentred"]`` the number of windows the
+        model was recentred on (None: not recentred).
 
     Raises
     ------
@@ -126,6 +134,14 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
                             f"{window_s:.2f} s window")
     starts = np.arange(0, n_samples - n_window + 1, n_step)
     view = np.lib.stride_tricks.sliding_window_view(signal, n_window, axis=1)  # (n_chans, n_starts, n_window)
+    recentred = None
+    if recentre:
+        from .calibrate import recentred_copy
+
+        reference = np.arange(0, n_samples - n_window + 1, n_window)
+        copy = recentred_copy(model, card, np.ascontiguousarray(view[:, reference].transpose(1, 0, 2)))
+        if copy is not None:
+            model, recentred = copy, len(reference)
     names = _class_names(model, card)
     has_proba = hasattr(model, "predict_proba")
     predicted, proba = [], []
@@ -146,6 +162,7 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
         table["true"] = pd.Series(true, dtype=object)
         table["overlap"] = np.round(share, 4)
     table.attrs["match"] = report
+    table.attrs["recentred"] = recentred
     return table
 
 

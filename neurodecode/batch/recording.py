@@ -137,7 +137,8 @@ def process_recording(task: dict) -> dict:
 
     ``task`` holds ``path``, ``root``, ``id``, ``format``, ``key``, ``out_dir``, ``model_path``,
     ``model_sha256``, ``model_name`` and the options (``resample``, ``score_flagged``, ``step_s``,
-    ``events``, ``montage``). Runs in a worker process (or thread) and raises only
+    ``events``, ``montage``, and ``recentre`` for a transfer model with alignment: the result then
+    records ``"recentred": true``). Runs in a worker process (or thread) and raises only
     :class:`~.errors.OutputError` (the output folder cannot be written): any other failure
     becomes a ``failed`` result with a cleaned one-line reason.
 
@@ -227,7 +228,8 @@ def _analyse(path: Path, task: dict, model, card, result: dict, scrub: Scrubber)
     if flagged and not task.get("score_flagged"):
         return None, True
     try:
-        table = predict_recording(model, card, matched, step_s=task.get("step_s"))
+        table = predict_recording(model, card, matched, step_s=task.get("step_s"),
+                                  recentre=bool(task.get("recentre")))
     except (NeurodecodeDataError, ValueError) as err:  # the model refusing these samples (NaN): the same next time
         result["status"] = "failed"
         why = f"cannot be scored: {type(err).__name__}: {err}"
@@ -236,6 +238,11 @@ def _analyse(path: Path, task: dict, model, card, result: dict, scrub: Scrubber)
     columns = [c for c in table.columns if c in _PREDICTION_COLUMNS or c.startswith("proba_")]
     table = table[columns].copy()
     result["scored"] = True
+    if table.attrs.get("recentred"):
+        # A transfer model with alignment: this recording's own reference, from its windows, no label used.
+        result["recentred"] = True
+        result["recentring"] = {"n_windows": int(table.attrs["recentred"]), "windows": "non-overlapping",
+                                "labels": "none"}
     counts = table["predicted"].value_counts()
     summary = {"n_windows": int(len(table)), "counts": {c: int(counts.get(c, 0)) for c in card.class_names},
                "n_annotated": 0, "accuracy": None, "step_s": None}

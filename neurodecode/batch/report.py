@@ -472,6 +472,12 @@ def _model_line(result: dict) -> str:
             f"<code>{_esc(sha256) or 'not recorded'}</code></p>")
 
 
+def _recentred_text(result: dict) -> str:
+    n_windows = (result.get("recentring") or {}).get("n_windows")
+    return (f"recentred without labels: the transfer model was aligned to this recording by the reference of its own "
+            f"{n_windows if n_windows is not None else ''} non-overlapping windows before predicting (no label used)")
+
+
 def _recording_page(report_dir: Path, result: dict, source: bytes, scored: _Scored, figures: _Figures) -> None:
     rec_id = str(result["id"])
     parts = [f'<p><a href="index.html">&larr; all recordings</a></p><h1>recording {_esc(rec_id)}</h1>',
@@ -490,6 +496,8 @@ def _recording_page(report_dir: Path, result: dict, source: bytes, scored: _Scor
         counts = ", ".join(f"{_esc(k)}: {_esc(v)}" for k, v in (predictions.get("counts") or {}).items())
         parts.append(f"<p>{_esc(predictions.get('n_windows'))} windows every {_esc(predictions.get('step_s'))} s; "
                      f"predicted {counts}</p>")
+    if result.get("recentred"):
+        parts.append(f"<p>{_esc(_recentred_text(result))}</p>")
     if scored.single:
         parts.append(_single_class_note(scored.single, len(scored.table)))
     if scored.table is not None:
@@ -637,6 +645,12 @@ def write_report(out_dir, report_dir=None) -> Path:
                     "not scored, reason given.</p>")
     body.append(f'<p class="muted">{_esc(_SCORES_HOW)}</p>')
     shown = _index_table(summary, scored, class_names, several_models)
+    n_recentred = sum(bool(r.get("recentred")) for r in results.values())
+    if n_recentred:
+        shown.insert(shown.columns.get_loc("status") + 1, "recentred",
+                     ["yes" if results[rec_id].get("recentred") else "no" for rec_id in shown["id"]])
+        body.append(f"<p>{n_recentred} recording(s) recentred without labels: the model is a transfer model with "
+                    "alignment, aligned to each recording by the reference of its own windows before predicting.</p>")
     body.append(_table(shown, links={"id": lambda row: f"{row['id']}.html"}, raw_html=("status",),
                        numeric=tuple(_SCORE_COLUMNS)))
     name = figures.name("summary", "class_counts", summary_path.read_bytes())

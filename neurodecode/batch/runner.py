@@ -148,6 +148,7 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
     """
     from .._utils.scaleout import joblib_backend
     from ..contract.model_file import ModelFileError, load_model
+    from .calibrate import recentres
 
     stream = stream or sys.stderr
     input_dir, out_dir = Path(input_dir), Path(out_dir)
@@ -188,10 +189,14 @@ def run_batch(input_dir, model_path, out_dir, *, n_jobs: int = 1, scheduler: str
             raise BatchError(str(err)) from None
         except OSError as err:
             raise OutputError(f"cannot write to the output folder {out_dir}: {err.strerror or err}") from None
+        options = _options_key(resample, score_flagged, step_s, events, montage)
+        if recentres(model):  # in the key: a result computed without the recentring is not served as one with it
+            options["recentre"] = True
+            print("the model is a transfer model with alignment: each recording is recentred without labels on its "
+                  "own windows before it is predicted", file=stream, flush=True)
         try:
             return _run(input_dir, out_dir, recordings, rec_ids, rel, card, model_path, model_sha256, n_jobs,
-                        n_cluster if scheduler is not None else None, progress, keep_names, stream,
-                        _options_key(resample, score_flagged, step_s, events, montage))
+                        n_cluster if scheduler is not None else None, progress, keep_names, stream, options)
         except OSError as err:  # the output folder's fault (the recordings' own are caught per recording)
             raise OutputError(f"cannot write to the output folder {out_dir}: {err.strerror or err}") from None
         finally:
