@@ -467,7 +467,6 @@ def _predict_summary(table, card) -> str:
 
 
 def _predict(args) -> int:
-    import tempfile
     from pathlib import Path
 
     from ._utils import files
@@ -493,10 +492,7 @@ def _predict(args) -> int:
     out = Path(args.out)
     with files.private_umask():  # health data: the predictions are the user's alone
         try:
-            if out.exists() and not out.is_dir():
-                raise FileExistsError("it is a file, not a folder")
-            files.make_private_dir(out)
-            tempfile.TemporaryFile(dir=out).close()  # writable? (read-only, full): known before any recording
+            files.writable_folder(out, private=True)  # read-only, a file, full: known before any recording
         except OSError as err:
             print(f"{where} cannot use the output folder {out}: {err.strerror or err}", file=sys.stderr)
             return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -79,6 +80,38 @@ def make_private_dir(path) -> Path:
     if not path.is_dir():
         path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
         os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def writable_folder(path, *, private: bool = False) -> Path:
+    """Create ``path`` if needed and prove a file can be created in it, before any work is done.
+
+    Parameters
+    ----------
+    path : path-like
+    private : bool
+        Create it with mode 0700 (:func:`make_private_dir`), for folders of health data.
+
+    Returns
+    -------
+    path : Path
+
+    Raises
+    ------
+    OSError
+        ``path`` is a file (``FileExistsError``), or it cannot be created or written (read-only,
+        no permission, a full disk): what the first write would have raised, hours later.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(errno.EEXIST, "it is a file, not a folder", str(path))
+    if private:
+        make_private_dir(path)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+    # Write permission is what matters (a folder may exist and be read-only, or sit on a full disk).
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+        pass
     return path
 
 

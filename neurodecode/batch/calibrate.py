@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..contract.model_file import ModelCard, ModelFileError, load_model, save_model
-from ..contract.signal import ContractError, match_recording, model_input
+from ..contract.signal import ContractError, model_input
 from ..evaluation.metrics import per_class_recall
-from ..evaluation.transfer_protocol import _calibrator
+from ..evaluation.transfer_protocol import calibration_step
 from ..evaluation.transfer_protocol import calibrate_model as _calibrated_copy
 from .train import chance_level, check_writable
 
@@ -51,7 +51,7 @@ def transfer_step(model):
     """
     from ..models.transfer import TransferClassifier
 
-    target, _ = _calibrator(model)
+    target, _ = calibration_step(model)
     return target if isinstance(target, TransferClassifier) else None
 
 
@@ -93,8 +93,9 @@ def figure_path(out) -> Path:
 def cue_trials(recording, card: ModelCard, *, events=None, resample=None):
     """The cue-locked trials of one recording, cut as the card's training trials were.
 
-    The recording meets the card's channels and rate (:func:`match_recording`), is band-passed
-    with the card's zero-phase IIR filter on the whole recording and scaled to the card's unit;
+    The recording meets the card's channels and rate and is band-passed with the card's zero-phase
+    IIR filter on the whole recording (:func:`~neurodecode.batch.predict.prepared_recording`, as
+    ``predict`` prepares it), then scaled to the card's unit;
     then each annotation naming one of the card's classes gives a trial over the card's window
     (:func:`~neurodecode.data.io.recordings.epochs_to_data`, as :meth:`Dataset.load
     <neurodecode.data.dataset.Dataset.load>` cuts them). A trial running past the recording's
@@ -128,14 +129,14 @@ def cue_trials(recording, card: ModelCard, *, events=None, resample=None):
     """
     import mne
 
-    from ..data.io.recordings import epochs_to_data, read_raw
+    from ..data.io.recordings import epochs_to_data
+    from .predict import prepared_recording
     from .recording import _event_renames
 
-    raw = read_raw(recording) if isinstance(recording, (str, Path)) else recording.copy()
-    renames = _event_renames(raw.annotations.description, events or {})
+    matched, report = prepared_recording(recording, card, resample=resample)
+    renames = _event_renames(matched.annotations.description, events or {})
     if renames:
-        raw.annotations.rename(renames)
-    matched, report = match_recording(raw, card, resample=resample)
+        matched.annotations.rename(renames)
     where = report["file"]
     present = [c for c in card.class_names if c in set(matched.annotations.description)]
     if not present:
@@ -144,9 +145,6 @@ def cue_trials(recording, card: ModelCard, *, events=None, resample=None):
         raise ContractError(f"{where}: no annotation names a class of the model ({', '.join(card.class_names)}); "
                             f"its annotations: {shown}; map them with --events, e.g. --events "
                             f"T1={card.class_names[0]},T2={card.class_names[-1]}")
-    band = (card.paradigm or {}).get("band")
-    if band is not None:
-        matched.filter(band[0], band[1], method="iir", picks="all", verbose="error")
     event_id = {c: i + 1 for i, c in enumerate(card.class_names) if c in present}
     found_events, _ = mne.events_from_annotations(matched, event_id=event_id, verbose="error")
     try:

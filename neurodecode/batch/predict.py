@@ -20,11 +20,32 @@ from ..data.stream import cue_window_labels
 from ..contract.model_file import ModelCard
 from ..contract.signal import ContractError, match_recording, model_input
 
-__all__ = ["BATCH_WINDOWS", "predict_recording"]
+__all__ = ["BATCH_WINDOWS", "predict_recording", "prepared_recording"]
 
 #: Windows predicted per call of the model: 256 windows of 64 channels x 481 samples are 63 MB
 #: of float64, so memory stays flat whatever the recording's length.
 BATCH_WINDOWS = 256
+
+
+def prepared_recording(raw_or_path, card: ModelCard, *, resample: bool | None = None):
+    """A recording as the model's training trials were made: the card's channels and rate, band-passed.
+
+    :func:`match_recording`, then the card's zero-phase IIR band-pass on the whole recording (as
+    :meth:`Dataset.load <neurodecode.data.dataset.Dataset.load>` filters each run). The unit is
+    left to the caller (``card.scale``).
+
+    Returns
+    -------
+    raw : mne.io.BaseRaw
+        A copy; ``raw_or_path`` is not modified.
+    report : dict
+        :func:`match_recording`'s report.
+    """
+    raw, report = match_recording(_read(raw_or_path), card, resample=resample)
+    band = (card.paradigm or {}).get("band")
+    if band is not None:
+        raw.filter(band[0], band[1], method="iir", picks="all", verbose="error")
+    return raw, report
 
 
 def _read(raw_or_path):
@@ -114,11 +135,8 @@ def predict_recording(model, card: ModelCard, raw_or_path, *, step_s: float | No
     NeurodecodeDataError
         A path that cannot be read (missing, corrupt).
     """
-    raw, report = match_recording(_read(raw_or_path), card, resample=resample)
+    raw, report = prepared_recording(raw_or_path, card, resample=resample)
     sfreq = float(card.sfreq)
-    band = (card.paradigm or {}).get("band")
-    if band is not None:
-        raw.filter(band[0], band[1], method="iir", picks="all", verbose="error")
     signal = raw.get_data() * card.scale
     n_window = card.n_times
     window_s = (n_window - 1) / sfreq

@@ -40,6 +40,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from .._utils.files import writable_folder
 from ..contract.pipeline_files import declared_names, load_pipelines, on_device
 from . import moabb_glue
 from .folds import _guarded
@@ -127,10 +128,7 @@ def _describe(config, datasets, pipelines, subjects, failures, stream):
 def _check_out(out: Path) -> None:
     """Refuse, in one line and before any work, a results folder that cannot be created or written."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        # Write permission is what matters (a folder may exist and be read-only).
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
+        writable_folder(out)
     except OSError as err:
         where = f": {err.filename}" if err.filename and str(err.filename) != str(out) else ""
         raise ValueError(f"--out {out}: cannot create or write the results folder "

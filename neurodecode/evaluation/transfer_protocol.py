@@ -109,7 +109,7 @@ def pretrain(make_estimator, X, y, subjects):
     return _fit(_new_estimator(make_estimator), X, y, subjects)
 
 
-def _calibrator(model):
+def calibration_step(model):
     """The object whose ``calibrate`` adapts ``model``, and how to feed it (None when there is none)."""
     if callable(getattr(model, "calibrate", None)):
         return model, None
@@ -144,7 +144,7 @@ def calibrate_model(pretrained, make_estimator, X_source, y_source, subjects, X_
     if X_calibration is None or len(X_calibration) == 0:
         return pretrained, "none"
     model = copy.deepcopy(pretrained)
-    target, upstream = _calibrator(model)
+    target, upstream = calibration_step(model)
     if target is not None:
         Xc = X_calibration if upstream is None else upstream.transform(X_calibration)
         target.calibrate(Xc, y_calibration)
